@@ -1,0 +1,1 @@
+"""INT8 calibration: calibration data, symmetric Q/DQ quantization and range caches."""

@@ -1,0 +1,1 @@
+"""Builds deployment artifacts from a checkpoint: ONNX, typed ONNX, TensorRT engines, manifests, parity."""

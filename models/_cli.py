@@ -1,0 +1,38 @@
+"""What every command-line entry point shares: logging set-up and the error-to-exit-code map."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from .errors import DeployError
+
+# The toolkit's own loggers speak at INFO; third-party libraries only at WARNING.
+_PACKAGES = ("models", "export", "calibration", "runtime")
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser that shows defaults in ``--help``, with ``--verbose``."""
+    result = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    result.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return result
+
+
+def run(body: Callable[[], None], *, verbose: bool = False) -> int:
+    """Runs a CLI body: 0 on success, 1 with a one-line message on a ``DeployError``.
+
+    Any other exception is a bug and propagates with its traceback.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for package in _PACKAGES:
+        logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
+    try:
+        body()
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

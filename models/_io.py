@@ -1,0 +1,54 @@
+"""File helpers: atomic writes and content hashes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from .errors import ConfigError
+
+_CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO[bytes]]:
+    """Opens a temporary file beside ``path``; renames it onto ``path`` only on success.
+
+    Args:
+        path: Final destination.
+        force: When False, an existing ``path`` is refused instead of replaced.
+
+    Raises:
+        ConfigError: ``path`` exists and ``force`` is False, or its folder is not writable.
+    """
+    path = Path(path)
+    if not force and path.exists():
+        raise ConfigError(f"{path} already exists; pass --force to replace it")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {path.parent}: {exc.strerror}; choose a writable folder") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,43 @@
+"""The toolkit's exceptions: one root, one subclass per kind of problem a user can fix.
+
+Messages say what was expected, what was found and what to do. CLIs print them as one line
+and exit 1; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class DeployError(Exception):
+    """Root of every error a user can act on."""
+
+
+class ConfigError(DeployError):
+    """A configuration value or a combination of flags is invalid."""
+
+
+class InputFileError(DeployError):
+    """A file the user named is missing, unreadable or not what it should be."""
+
+
+class WeightsError(InputFileError):
+    """Backbone weights are missing or do not fit the architecture."""
+
+
+class CheckpointError(InputFileError):
+    """A checkpoint cannot be read, is corrupt, or has an unsupported format."""
+
+
+class CorrelationError(InputFileError):
+    """Co-occurrence statistics are malformed or do not fit the model."""
+
+
+class AnnotationError(InputFileError):
+    """A COCO-format annotation file is malformed."""
+
+
+class UnsafePickleError(InputFileError):
+    """A pickle asks for something other than numpy array reconstruction."""
+
+
+class ClassNamesMismatchError(DeployError):
+    """Two class lists that must describe the same classes do not."""

@@ -1,0 +1,139 @@
+"""Graph attention over class scores, masked by label co-occurrence (DESIGN.md, "The product").
+
+Per batch element, with x the N class scores as N nodes of ``in_features`` features::
+
+    h   = x @ W
+    e   = LeakyReLU(h @ a1 + (h @ a2)^T)            # [N, N], no [N, N, 2F] tensor
+    att = softmax_j(e * mask)                        # seed mode
+    att = softmax_j(e where mask else excluded)      # softmax mode (self-loops kept)
+    out = ELU(dropout(att) @ h + beta * h)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .class_names import describe_difference, validate_class_names
+from .config import MASK_MODES, MaskMode
+from .errors import ClassNamesMismatchError, ConfigError
+
+# The seed initialises W and a with Xavier-uniform at this gain (sqrt(2), as in pyGAT).
+_XAVIER_GAIN = 1.414
+
+
+def with_self_loops(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` with its diagonal set, so that no row of a masked softmax is empty."""
+    return mask | torch.eye(mask.shape[0], dtype=torch.bool, device=mask.device)
+
+
+class MaskedGATLayer(nn.Module):
+    """One graph-attention layer over N label nodes with a fixed co-occurrence mask.
+
+    The mask is a persistent bool buffer (in ``state_dict()``, moved by ``.to()``, exported as a
+    graph constant); the class names it is ordered by travel in the state dict's extra state, and
+    loading a state dict made for another class order or mask mode is refused.
+
+    Args:
+        mask: [N, N] bool (or 0/1), ``mask[i, j]`` keeps the edge i→j.
+        class_names: The N class names in the mask's order.
+        mode: ``"softmax"`` excludes masked pairs from the softmax (self-loops are added);
+            ``"seed"`` reproduces the seed code's ``softmax(e * mask)``, where masked logits
+            become 0 and still get weight.
+        in_features: Features per node of the input.
+        out_features: Features per node of the output.
+        dropout: Attention dropout probability during training.
+        negative_slope: LeakyReLU slope of the attention logits.
+    """
+
+    def __init__(
+        self,
+        mask: torch.Tensor,
+        class_names: Sequence[str],
+        mode: MaskMode = "softmax",
+        in_features: int = 1,
+        out_features: int = 1,
+        dropout: float = 0.0,
+        negative_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if mode not in MASK_MODES:
+            raise ConfigError(f"unknown mask mode {mode!r}; choose one of {', '.join(MASK_MODES)}")
+        if mask.ndim != 2 or mask.shape[0] != mask.shape[1]:
+            raise ConfigError(f"mask must be square [N, N], got shape {tuple(mask.shape)}")
+        class_names = validate_class_names(class_names)
+        if len(class_names) != mask.shape[0]:
+            raise ClassNamesMismatchError(
+                f"mask is {mask.shape[0]}x{mask.shape[0]} but {len(class_names)} class names were given"
+            )
+        mask = mask.to(torch.bool)
+        self.register_buffer("mask", with_self_loops(mask) if mode == "softmax" else mask.clone())
+        self.class_names: tuple[str, ...] = class_names
+        self.mode: MaskMode = mode
+        self.dropout = dropout
+        self.negative_slope = negative_slope
+        self.W = nn.Parameter(torch.empty(in_features, out_features))
+        self.a = nn.Parameter(torch.empty(2 * out_features, 1))
+        self.beta = nn.Parameter(torch.empty(1))
+        self.reset_parameters()
+        self.register_load_state_dict_post_hook(_check_loaded_mask)
+
+    def reset_parameters(self) -> None:
+        """The seed's initialisation: Xavier-uniform W and a, beta = 1."""
+        nn.init.xavier_uniform_(self.W, gain=_XAVIER_GAIN)
+        nn.init.xavier_uniform_(self.a, gain=_XAVIER_GAIN)
+        nn.init.ones_(self.beta)
+
+    def attention(self, h: torch.Tensor) -> torch.Tensor:
+        """Attention weights [B, N, N] (rows sum to 1) for node features h [B, N, F]."""
+        out_features = self.W.shape[1]
+        source = h @ self.a[:out_features]  # [B, N, 1]: h[i]·a1
+        target = h @ self.a[out_features:]  # [B, N, 1]: h[j]·a2
+        logits = F.leaky_relu(source + target.transpose(1, 2), self.negative_slope)
+        if self.mode == "seed":
+            return torch.softmax(logits * self.mask.to(logits.dtype), dim=-1)
+        # A finite fill: exp(fill - row max) is exactly 0 and, with self-loops on the diagonal,
+        # no row is all-masked, so no NaN in any floating dtype.
+        fill = torch.finfo(logits.dtype).min
+        return torch.softmax(logits.masked_fill(~self.mask, fill), dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps node features [B, N, in_features] to [B, N, out_features]."""
+        h = x @ self.W
+        attention = F.dropout(self.attention(h), self.dropout, self.training)
+        return F.elu(attention @ h + self.beta * h)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"class_names": list(self.class_names), "mode": self.mode}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        names = tuple(state.get("class_names", ()))
+        if names != self.class_names:
+            raise ClassNamesMismatchError(
+                "the state dict's mask is ordered for other class names "
+                f"({describe_difference(names, self.class_names)}); "
+                "build the model with the checkpoint's class names, or reorder the mask with models.correlation"
+            )
+        if state.get("mode") != self.mode:
+            raise ConfigError(
+                f"the state dict was made for mask mode {state.get('mode')!r}, this layer uses {self.mode!r}; "
+                "build the model with the checkpoint's mask mode"
+            )
+
+    def extra_repr(self) -> str:
+        edges = int(self.mask.sum())
+        return f"nodes={len(self.class_names)}, mode={self.mode}, edges={edges}, dropout={self.dropout}"
+
+
+def _check_loaded_mask(module: MaskedGATLayer, incompatible_keys: Any) -> None:
+    if module.mode == "softmax" and not bool(module.mask.diagonal().all()):
+        missing = [module.class_names[i] for i in (~module.mask.diagonal()).nonzero().flatten().tolist()]
+        raise ConfigError(
+            f"a softmax-mode mask needs self-loops, but the loaded one lacks them for {missing[:5]}; "
+            "rebuild the mask with `python -m models.correlation --mode softmax`"
+        )
+

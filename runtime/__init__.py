@@ -1,0 +1,1 @@
+"""Runs deployment artifacts in production; imports without torch unless the torch backend is used."""

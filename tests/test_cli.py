@@ -1,0 +1,49 @@
+"""Command-line contracts shared by every entry point: --help, exit codes, torch-free imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models import summary
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = ["models.correlation", "models.import_seed", "models.summary"]
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_shows_defaults_and_exits_0(module: str) -> None:
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert f"python -m {module}" in result.stdout
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_bad_usage_exits_2(module: str) -> None:
+    result = subprocess.run([sys.executable, "-m", module, "--no-such-flag"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: ")
+
+
+def test_summary_describes_a_built_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert summary.main(["--backbone", "resnet18", "--image-size", "64", "--num-classes", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18, 11.18 M parameters, 512 channels" in out
+    assert "7 nodes, softmax mode, 0 edges + 7 self-loops" in out
+    assert "→ [1, 7], all finite" in out
+
+
+def test_summary_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"\x00" * 10)
+    assert summary.main(["--checkpoint", str(broken)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "broken.pt" in err and "\n" not in err
+
+
+def test_errors_config_and_runtime_import_without_torch() -> None:
+    code = "import sys, models.errors, models.config, runtime; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
