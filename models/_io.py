@@ -15,6 +15,17 @@ from .errors import ConfigError
 _CHUNK = 1 << 20
 
 
+def _new_file_mode() -> int:
+    """0o666 less the process's current umask, the mode ``open()`` would have given."""
+    try:  # Linux: read it without changing it (changing it races with other threads)
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO[bytes]]:
     """Opens a temporary file beside ``path``; renames it onto ``path`` only on success.
@@ -27,6 +38,8 @@ def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO
         ConfigError: ``path`` exists and ``force`` is False, or its folder is not writable.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; name a file to write")
     if not force and path.exists():
         raise ConfigError(f"{path} already exists; pass --force to replace it")
     try:
@@ -34,6 +47,7 @@ def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO
     except OSError as exc:
         raise ConfigError(f"cannot write to {path.parent}: {exc.strerror}; choose a writable folder") from exc
     try:
+        os.fchmod(fd, _new_file_mode())  # mkstemp makes 0600; outputs are meant to be shared
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()

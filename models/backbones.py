@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 # The trunk keeps torchvision's child names, so torchvision weight files load into it as they are.
 TRUNK_LAYERS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 _HEAD_PREFIXES = ("fc.",)
+_BASE_WIDTH = 64  # output channels of layer1's first convolution in every plain ResNet
 # Blocks per stage and whether the blocks are bottlenecks, for each torchvision ResNet.
 _LAYOUTS: dict[tuple[tuple[int, int, int, int], bool], str] = {
     ((2, 2, 2, 2), False): "resnet18",
@@ -74,7 +75,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise WeightsError(f"{path}: not a readable torch weights file ({type(exc).__name__}: {exc})") from exc
+        raise WeightsError(
+            f"{path}: not a readable torch weights file ({type(exc).__name__}); it is corrupt, or holds a whole "
+            "pickled model: load it where it was made and save model.state_dict() instead"
+        ) from exc
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -104,7 +108,7 @@ def check_trunk_state(
     if not (missing or unexpected or wrong_shape):
         return
     found = infer_resnet(state)
-    hint = f"they look like {found} weights" if found else "they match no torchvision ResNet"
+    hint = f"they look like {found} weights" if found and found != name else "they match no torchvision ResNet"
     detail = "; ".join(
         f"{label} {len(keys)} (e.g. {sorted(keys)[0]})"
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
@@ -114,7 +118,10 @@ def check_trunk_state(
 
 
 def infer_resnet(state: Mapping[str, torch.Tensor]) -> str | None:
-    """The torchvision ResNet whose trunk layout matches ``state``'s keys, or None."""
+    """The torchvision ResNet whose trunk layout and width match ``state``, or None."""
+    first_conv = state.get("layer1.0.conv1.weight")
+    if first_conv is None or first_conv.shape[0] != _BASE_WIDTH:  # e.g. wide_resnet50_2 has 128
+        return None
     blocks = []
     for stage in range(1, 5):
         indices = {int(k.split(".")[1]) for k in state if k.startswith(f"layer{stage}.") and k.split(".")[1].isdigit()}

@@ -17,7 +17,7 @@ import torch
 from ._io import atomic_output
 from .classifier import MaskedGATClassifier, build_model
 from .config import ModelConfig
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DeployError
 
 FORMAT = "masked-gat-checkpoint"
 FORMAT_VERSION = 1
@@ -62,7 +62,9 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
         "class_names": list(model.class_names),
-        "state_dict": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()},
+        "state_dict": {
+            k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()
+        },
         "extra": dict(extra or {}),
     }
     with atomic_output(path, force=force) as handle:
@@ -84,8 +86,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt, truncated or unsafe files
         raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-            "the file is corrupt, truncated or carries code"
+            f"{path}: not a readable checkpoint ({type(exc).__name__}); the file is corrupt, truncated or "
+            "carries code, which is never loaded"
         ) from exc
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         raise CheckpointError(
@@ -94,7 +96,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     version = payload.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {version!r}; this toolkit reads up to {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r}; this toolkit reads up to {FORMAT_VERSION}"
+        )
     try:
         config = ModelConfig.from_dict(payload["config"])
         class_names = tuple(payload["class_names"])
@@ -103,6 +107,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{path}: incomplete checkpoint ({exc})") from exc
     if not isinstance(state_dict, Mapping) or MASK_KEY not in state_dict:
         raise CheckpointError(f"{path}: the state dict has no co-occurrence mask ({MASK_KEY})")
+    mask, n = state_dict[MASK_KEY], config.num_classes
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (n, n):
+        raise CheckpointError(f"{path}: {MASK_KEY} must be a bool tensor of shape ({n}, {n}); the file is corrupt")
     return Checkpoint(config, class_names, state_dict, payload.get("extra") or {})
 
 
@@ -116,7 +123,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     try:
         model = build_model(checkpoint.config, checkpoint.class_names, checkpoint.state_dict[MASK_KEY])
         model.load_state_dict(checkpoint.state_dict, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, DeployError) as exc:
         first = str(exc).splitlines()
         raise CheckpointError(f"{path}: weights do not fit the stored config ({' '.join(first[:3])})") from exc
     return model.to(map_location).eval()

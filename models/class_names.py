@@ -50,15 +50,16 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
     if not path.is_file():
         raise InputFileError(f"class-names file not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".txt":
-        names: object = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif suffix == ".json":
+    if suffix in (".pkl", ".pickle"):
+        names: object = load_pickle(path)
+    elif suffix in (".txt", ".json"):
         try:
-            names = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            names = (
+                json.loads(text) if suffix == ".json" else [line.strip() for line in text.splitlines() if line.strip()]
+            )
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputFileError(f"{path}: not valid JSON ({exc})") from exc
-    elif suffix in (".pkl", ".pickle"):
-        names = load_pickle(path)
+            raise InputFileError(f"{path}: not UTF-8 text of class names ({exc})") from exc
     else:
         raise InputFileError(f"{path}: class names must be a .txt (one a line), .json or .pkl list")
     if isinstance(names, np.ndarray) and names.ndim == 1:

@@ -12,7 +12,8 @@ from torch import nn
 from .backbones import build_backbone
 from .class_names import validate_class_names
 from .config import ModelConfig
-from .errors import ClassNamesMismatchError
+from .correlation import CorrelationMask
+from .errors import ClassNamesMismatchError, ConfigError
 from .gat import MaskedGATLayer
 
 
@@ -65,6 +66,11 @@ class MaskedGATClassifier(nn.Module):
         self.config = config
         self.backbone, channels = build_backbone(config.backbone, backbone_weights)
         self.head = MaskedGATHead(channels, mask, class_names, config)
+        # Check the GAT's part of an incoming state dict before any module copies its weights,
+        # so a refused load leaves the whole model as it was.
+        self.register_load_state_dict_pre_hook(
+            lambda module, state_dict, prefix, *_: module.head.gat.check_state_dict(state_dict, prefix + "head.gat.")
+        )
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -84,18 +90,31 @@ class MaskedGATClassifier(nn.Module):
 def build_model(
     config: ModelConfig,
     class_names: Sequence[str],
-    mask: np.ndarray | torch.Tensor | None = None,
+    mask: CorrelationMask | np.ndarray | torch.Tensor | None = None,
     backbone_weights: str | os.PathLike | None = None,
 ) -> MaskedGATClassifier:
     """Builds a classifier in eval mode.
 
     Args:
         config: Architecture and serving settings.
-        class_names: The N class names, in the order of ``mask`` and of the outputs.
-        mask: [N, N] co-occurrence mask (e.g. ``CorrelationMask.mask``); None gives a graph of
-            self-loops only.
+        class_names: The N class names, in output order.
+        mask: A :class:`CorrelationMask`, reordered by name to ``class_names`` (refused if it
+            names another class set, or was made for another mode or threshold than
+            ``config``'s); or an [N, N] array already in ``class_names`` order; or None for
+            a graph of self-loops only.
         backbone_weights: Local torchvision weights for the backbone; None for random init.
+
+    Raises:
+        ClassNamesMismatchError: ``mask`` describes another class set.
+        ConfigError: ``mask`` was made for another mode or threshold than ``config``.
     """
-    if mask is None:
+    if isinstance(mask, CorrelationMask):
+        if (mask.mode, mask.threshold) != (config.mask_mode, config.mask_threshold):
+            raise ConfigError(
+                f"the mask was made for {mask.mode} mode at P(j|i) > {mask.threshold}, the model is configured "
+                f"for {config.mask_mode} mode at > {config.mask_threshold}; rebuild the mask or change the config"
+            )
+        mask = mask.aligned_to(class_names).mask
+    elif mask is None:
         mask = torch.eye(config.num_classes, dtype=torch.bool)
     return MaskedGATClassifier(config, class_names, torch.as_tensor(mask), backbone_weights).eval()

@@ -62,9 +62,8 @@ def read_coco_labels(path: str | os.PathLike, class_order: ClassOrder) -> CocoLa
         raise ConfigError(f"unknown class order {class_order!r}; choose one of {', '.join(CLASS_ORDERS)}")
     path = Path(path)
     data = _read_json(path)
-    categories = _field(data, "categories", path)
     try:
-        pairs = [(int(c["id"]), str(c["name"])) for c in categories]
+        pairs = [(_int(c["id"]), str(c["name"])) for c in _field(data, "categories", path)]
     except (KeyError, TypeError, ValueError) as exc:
         raise AnnotationError(f"{path}: every category needs an integer 'id' and a 'name' ({exc!r})") from exc
     if len({cid for cid, _ in pairs}) != len(pairs):
@@ -74,13 +73,16 @@ def read_coco_labels(path: str | os.PathLike, class_order: ClassOrder) -> CocoLa
     column = {cid: k for k, (cid, _) in enumerate(pairs)}
 
     try:
-        images = {int(img["id"]): str(img["file_name"]) for img in _field(data, "images", path)}
+        listed = [(_int(img["id"]), str(img["file_name"])) for img in _field(data, "images", path)]
     except (KeyError, TypeError, ValueError) as exc:
         raise AnnotationError(f"{path}: every image needs an integer 'id' and a 'file_name' ({exc!r})") from exc
+    images = dict(listed)
+    if len(images) != len(listed):
+        raise AnnotationError(f"{path}: repeated image ids")
     labelled: dict[int, set[int]] = {}
     for ann in _field(data, "annotations", path):
         try:
-            image_id, category_id = int(ann["image_id"]), int(ann["category_id"])
+            image_id, category_id = _int(ann["image_id"]), _int(ann["category_id"])
         except (KeyError, TypeError, ValueError) as exc:
             raise AnnotationError(f"{path}: an annotation lacks an integer image_id/category_id ({exc!r})") from exc
         if category_id not in column:
@@ -92,6 +94,8 @@ def read_coco_labels(path: str | os.PathLike, class_order: ClassOrder) -> CocoLa
             raise AnnotationError(f"{path}: annotation {ann.get('id', '?')} refers to unknown image id {image_id}")
         labelled.setdefault(image_id, set()).add(column[category_id])
 
+    if not labelled:
+        raise AnnotationError(f"{path}: no image has an annotation; there are no labels to learn or count")
     image_ids = tuple(i for i in images if i in labelled)
     labels = np.zeros((len(image_ids), len(class_names)), dtype=bool)
     for row, image_id in enumerate(image_ids):
@@ -107,6 +111,13 @@ def read_coco_labels(path: str | os.PathLike, class_order: ClassOrder) -> CocoLa
         labels=labels,
         skipped_images=skipped,
     )
+
+
+def _int(value: Any) -> int:
+    """An id that is an integer in the JSON (not a float, string or bool that converts to one)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer id")
+    return value
 
 
 def _read_json(path: Path) -> Mapping[str, Any]:

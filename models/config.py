@@ -83,9 +83,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _require(self.num_classes >= 1, f"num_classes must be at least 1, got {self.num_classes}")
-        _require(self.backbone in BACKBONES, f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        _require(
+            self.backbone in BACKBONES, f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}"
+        )
         _require(self.image_size >= 32, f"image_size must be at least 32 pixels, got {self.image_size}")
-        _require(self.mask_mode in MASK_MODES, f"unknown mask mode {self.mask_mode!r}; choose one of {', '.join(MASK_MODES)}")
+        _require(
+            self.mask_mode in MASK_MODES, f"unknown mask mode {self.mask_mode!r}; choose one of {', '.join(MASK_MODES)}"
+        )
         _require(0.0 <= self.mask_threshold < 1.0, f"mask_threshold must be in [0, 1), got {self.mask_threshold}")
         _require(
             0.0 < self.decision_threshold < 1.0,

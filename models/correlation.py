@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,9 @@ import numpy as np
 from . import _cli
 from ._io import atomic_output
 from .class_names import permutation, validate_class_names
+from .coco import CLASS_ORDERS
 from .config import DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode
-from .errors import ConfigError, CorrelationError
+from .errors import ConfigError, CorrelationError, DeployError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,10 @@ class Correlation:
     source_sha256: str
 
     def __post_init__(self) -> None:
-        p = np.asarray(self.probability, dtype=np.float64)
+        try:
+            p = np.asarray(self.probability, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise CorrelationError(f"{self.source}: P(j|i) must be numeric ({exc})") from exc
         names = validate_class_names(self.class_names, f"{self.source} class names")
         if p.ndim != 2 or p.shape[0] != p.shape[1]:
             raise CorrelationError(f"{self.source}: P(j|i) must be a square matrix, got shape {p.shape}")
@@ -166,31 +171,45 @@ class CorrelationMask:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 probability, stored, names = data["probability"], data["mask"], data["class_names"].tolist()
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, KeyError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
             raise CorrelationError(f"{path}: not a mask file from models.correlation ({exc})") from exc
-        if meta.get("format") != FILE_FORMAT or meta.get("version") != FILE_VERSION:
+        if not isinstance(meta, dict) or meta.get("format") != FILE_FORMAT or meta.get("version") != FILE_VERSION:
+            found = meta if not isinstance(meta, dict) else (meta.get("format"), meta.get("version"))
             raise CorrelationError(
-                f"{path}: unsupported mask file (format {meta.get('format')!r} version {meta.get('version')!r}); "
-                f"expected {FILE_FORMAT!r} version {FILE_VERSION}"
+                f"{path}: unsupported mask file ({found!r}); expected {FILE_FORMAT!r} version {FILE_VERSION}"
             )
-        correlation = Correlation(probability, tuple(names), meta["source"], meta["source_sha256"])
-        result = cls(correlation, float(meta["threshold"]), meta["mode"])
-        if not np.array_equal(result.mask, stored):
+        try:
+            correlation = Correlation(probability, tuple(names), meta["source"], meta["source_sha256"])
+            result = cls(correlation, float(meta["threshold"]), meta["mode"])
+            mask = result.mask
+        except (KeyError, TypeError, ValueError, DeployError) as exc:
+            raise CorrelationError(
+                f"{path}: malformed mask file ({exc!r}); rebuild it with models.correlation"
+            ) from exc
+        if not np.array_equal(mask, stored):
             raise CorrelationError(f"{path}: the stored mask does not match its statistics; the file is corrupt")
         return result
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m models.correlation``: co-occurrence statistics → mask file (+ heatmap)."""
-    from .coco import CLASS_ORDERS
-
     parser = _cli.parser("python -m models.correlation", "Build the GAT's co-occurrence mask from label statistics.")
-    parser.add_argument("source", type=Path, help="COCO instances .json, seed coco_correlations.pkl, ML-GCN *_adj.pkl, or a mask .npz")
+    parser.add_argument(
+        "source", type=Path, help="COCO instances .json, seed coco_correlations.pkl, ML-GCN *_adj.pkl, or a mask .npz"
+    )
     parser.add_argument("--output", type=Path, help="mask file to write (.npz)")
-    parser.add_argument("--names", type=Path, help="class names (.txt one a line, .json or .pkl list); required for pickles")
+    parser.add_argument(
+        "--names", type=Path, help="class names (.txt one a line, .json or .pkl list); required for pickles"
+    )
     parser.add_argument("--class-order", choices=CLASS_ORDERS, help="class order for a COCO JSON; required there")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_MASK_THRESHOLD, help="keep i→j where P(j|i) > this")
-    parser.add_argument("--mode", choices=MASK_MODES, default="softmax", help="mask mode the model uses")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help=f"keep i→j where P(j|i) > this (default: a mask file's own, else {DEFAULT_MASK_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--mode", choices=MASK_MODES, help="mask mode the model uses (default: a mask file's own, else softmax)"
+    )
     parser.add_argument("--plot", type=Path, help="also draw the P(j|i) heatmap with kept edges to this PNG")
     parser.add_argument("--force", action="store_true", help="replace an existing --output")
     args = parser.parse_args(argv)
@@ -198,10 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("nothing to do: pass --output and/or --plot")
 
     def body() -> None:
-        from .correlation_sources import read_correlation
+        from .correlation_sources import read_mask_source
 
-        correlation = read_correlation(args.source, names=args.names, class_order=args.class_order)
-        result = CorrelationMask(correlation, args.threshold, args.mode)
+        result = read_mask_source(args.source, args.names, args.class_order, args.threshold, args.mode)
         if args.output is not None:
             result.save(args.output, force=args.force)
         if args.plot is not None:

@@ -19,6 +19,7 @@ import numpy as np
 from ._io import sha256_file
 from .class_names import read_class_names
 from .coco import ClassOrder, read_coco_labels
+from .config import DEFAULT_MASK_THRESHOLD, MaskMode
 from .correlation import Correlation, CorrelationMask
 from .errors import ConfigError, CorrelationError
 from .safe_pickle import load_pickle
@@ -59,6 +60,33 @@ def read_correlation(
     raise CorrelationError(f"{path}: unknown statistics format; expected a COCO .json, a .pkl or a mask .npz")
 
 
+def read_mask_source(
+    path: str | os.PathLike,
+    names: str | os.PathLike | None = None,
+    class_order: ClassOrder | None = None,
+    threshold: float | None = None,
+    mode: MaskMode | None = None,
+) -> CorrelationMask:
+    """Reads statistics as :func:`read_correlation` does and thresholds them into a mask.
+
+    ``threshold`` and ``mode`` default to a mask file's own values, and otherwise to
+    P(j|i) > 0.1 in softmax mode.
+    """
+    if Path(path).suffix.lower() == ".npz":
+        _refuse(names, "--names", "a mask file carries its class names")
+        _refuse(class_order, "--class-order", "only a COCO JSON has a class order to choose")
+        stored = CorrelationMask.load(path)
+        return CorrelationMask(
+            stored.correlation,
+            stored.threshold if threshold is None else threshold,
+            stored.mode if mode is None else mode,
+        )
+    correlation = read_correlation(path, names, class_order)
+    return CorrelationMask(
+        correlation, DEFAULT_MASK_THRESHOLD if threshold is None else threshold, "softmax" if mode is None else mode
+    )
+
+
 def probability_from_counts(pair_counts: np.ndarray, class_counts: np.ndarray) -> np.ndarray:
     """P(j | i) = pair_counts[i, j] / class_counts[i]; rows of unseen classes are 0."""
     pair_counts = np.asarray(pair_counts, dtype=np.float64)
@@ -76,7 +104,7 @@ def correlation_from_coco(path: str | os.PathLike, class_order: ClassOrder) -> C
     unseen = [n for n, c in zip(labels.class_names, pairs.diagonal(), strict=True) if c == 0]
     if unseen:
         logger.warning("%s: %d classes appear in no image, their rows are 0: %s", path, len(unseen), unseen[:10])
-    return Correlation(probability_from_counts(pairs, pairs.diagonal()), labels.class_names, "coco-json", sha256_file(path))
+    return _correlation(path, probability_from_counts(pairs, pairs.diagonal()), labels.class_names, "coco-json")
 
 
 def correlation_from_pickle(path: str | os.PathLike, class_names: tuple[str, ...]) -> Correlation:
@@ -84,19 +112,25 @@ def correlation_from_pickle(path: str | os.PathLike, class_names: tuple[str, ...
     data = load_pickle(path)
     if not isinstance(data, Mapping):
         raise CorrelationError(f"{path}: expected a dict of arrays, found {type(data).__name__}")
-    digest = sha256_file(path)
     if "pp" in data:
-        return Correlation(_array(data, "pp", path), class_names, "seed-pp", digest)
+        return _correlation(path, _array(data, "pp", path), class_names, "seed-pp")
     if "adj" in data and "nums" in data:
         adj, nums = _array(data, "adj", path), _array(data, "nums", path)
         if adj.ndim != 2 or nums.shape != (adj.shape[0],):
             raise CorrelationError(f"{path}: adj {adj.shape} and nums {nums.shape} do not fit together")
         if (adj < 0).any() or (adj > nums[:, None]).any():
             raise CorrelationError(f"{path}: adj holds counts above the class counts in nums; not an ML-GCN adj file")
-        return Correlation(probability_from_counts(adj, nums), class_names, "mlgcn-adj", digest)
+        return _correlation(path, probability_from_counts(adj, nums), class_names, "mlgcn-adj")
     raise CorrelationError(
         f"{path}: found keys {sorted(map(str, data))}; expected 'pp' (seed) or 'adj' and 'nums' (ML-GCN)"
     )
+
+
+def _correlation(path: str | os.PathLike, probability: np.ndarray, names: tuple[str, ...], kind: str) -> Correlation:
+    try:
+        return Correlation(probability, names, kind, sha256_file(path))
+    except CorrelationError as exc:
+        raise CorrelationError(f"{path}: {exc}") from None
 
 
 def _array(data: Mapping, key: str, path: str | os.PathLike) -> np.ndarray:

@@ -11,7 +11,7 @@ Per batch element, with x the N class scores as N nodes of ``in_features`` featu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -70,7 +70,13 @@ class MaskedGATLayer(nn.Module):
             raise ClassNamesMismatchError(
                 f"mask is {mask.shape[0]}x{mask.shape[0]} but {len(class_names)} class names were given"
             )
-        mask = mask.to(torch.bool)
+        if mask.dtype != torch.bool:
+            if not bool(((mask == 0) | (mask == 1)).all()):
+                raise ConfigError(
+                    "mask values must be 0 or 1 (or bool); threshold probabilities first, e.g. with "
+                    "models.correlation's CorrelationMask"
+                )
+            mask = mask.to(torch.bool)
         self.register_buffer("mask", with_self_loops(mask) if mode == "softmax" else mask.clone())
         self.class_names: tuple[str, ...] = class_names
         self.mode: MaskMode = mode
@@ -80,7 +86,9 @@ class MaskedGATLayer(nn.Module):
         self.a = nn.Parameter(torch.empty(2 * out_features, 1))
         self.beta = nn.Parameter(torch.empty(1))
         self.reset_parameters()
-        self.register_load_state_dict_post_hook(_check_loaded_mask)
+        self.register_load_state_dict_pre_hook(
+            lambda module, state_dict, prefix, *_: module.check_state_dict(state_dict, prefix)
+        )
 
     def reset_parameters(self) -> None:
         """The seed's initialisation: Xavier-uniform W and a, beta = 1."""
@@ -89,17 +97,25 @@ class MaskedGATLayer(nn.Module):
         nn.init.ones_(self.beta)
 
     def attention(self, h: torch.Tensor) -> torch.Tensor:
-        """Attention weights [B, N, N] (rows sum to 1) for node features h [B, N, F]."""
+        """Attention weights [B, N, N] (rows sum to 1) for node features h [B, N, F], in h's dtype.
+
+        The logits and the softmax are computed in at least float32: in float16 a logit can
+        overflow to ±inf, and then no fill value keeps masked pairs out or NaN away.
+        """
+        out_dtype = h.dtype
+        dtype = torch.promote_types(out_dtype, torch.float32)
+        h, a = h.to(dtype), self.a.to(dtype)
         out_features = self.W.shape[1]
-        source = h @ self.a[:out_features]  # [B, N, 1]: h[i]·a1
-        target = h @ self.a[out_features:]  # [B, N, 1]: h[j]·a2
+        source = h @ a[:out_features]  # [B, N, 1]: h[i]·a1
+        target = h @ a[out_features:]  # [B, N, 1]: h[j]·a2
         logits = F.leaky_relu(source + target.transpose(1, 2), self.negative_slope)
         if self.mode == "seed":
-            return torch.softmax(logits * self.mask.to(logits.dtype), dim=-1)
-        # A finite fill: exp(fill - row max) is exactly 0 and, with self-loops on the diagonal,
-        # no row is all-masked, so no NaN in any floating dtype.
-        fill = torch.finfo(logits.dtype).min
-        return torch.softmax(logits.masked_fill(~self.mask, fill), dim=-1)
+            attention = torch.softmax(logits * self.mask.to(dtype), dim=-1)
+        else:
+            # A finite fill: exp(fill - row max) is exactly 0 and, with self-loops on the
+            # diagonal, no row is all-masked, so no NaN.
+            attention = torch.softmax(logits.masked_fill(~self.mask, torch.finfo(dtype).min), dim=-1)
+        return attention.to(out_dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps node features [B, N, in_features] to [B, N, out_features]."""
@@ -110,7 +126,25 @@ class MaskedGATLayer(nn.Module):
     def get_extra_state(self) -> dict[str, Any]:
         return {"class_names": list(self.class_names), "mode": self.mode}
 
-    def set_extra_state(self, state: dict[str, Any]) -> None:
+    def set_extra_state(self, state: Any) -> None:
+        """Nothing to restore: names and mode are fixed at construction; ``check_state_dict`` has
+        already refused a state dict made for others."""
+
+    def check_state_dict(self, state_dict: Mapping[str, Any], prefix: str = "") -> None:
+        """Refuses, before anything is copied, a state dict made for another class order, mask
+        mode or graph size, or a softmax-mode mask without self-loops.
+
+        Raises:
+            ClassNamesMismatchError: The state's class names differ from this layer's.
+            ConfigError: The state's mode or mask does not fit this layer.
+        """
+        if prefix + "_extra_state" not in state_dict:
+            return  # strict loading reports the missing key; non-strict loading keeps ours
+        state = state_dict[prefix + "_extra_state"]
+        if not isinstance(state, Mapping):
+            raise ConfigError(
+                f"the state dict's {prefix}_extra_state must hold class names and mode, found {state!r:.60}"
+            )
         names = tuple(state.get("class_names", ()))
         if names != self.class_names:
             raise ClassNamesMismatchError(
@@ -123,17 +157,19 @@ class MaskedGATLayer(nn.Module):
                 f"the state dict was made for mask mode {state.get('mode')!r}, this layer uses {self.mode!r}; "
                 "build the model with the checkpoint's mask mode"
             )
+        mask = state_dict.get(prefix + "mask")
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != self.mask.shape:
+            found = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ConfigError(
+                f"the state dict's mask must be a bool tensor of shape {tuple(self.mask.shape)}, found {found}"
+            )
+        if self.mode == "softmax" and not bool(mask.diagonal().all()):
+            missing = [self.class_names[i] for i in (~mask.diagonal()).nonzero().flatten().tolist()]
+            raise ConfigError(
+                f"a softmax-mode mask needs self-loops, but the loaded one lacks them for {missing[:5]}; "
+                "rebuild the mask with `python -m models.correlation --mode softmax`"
+            )
 
     def extra_repr(self) -> str:
         edges = int(self.mask.sum())
         return f"nodes={len(self.class_names)}, mode={self.mode}, edges={edges}, dropout={self.dropout}"
-
-
-def _check_loaded_mask(module: MaskedGATLayer, incompatible_keys: Any) -> None:
-    if module.mode == "softmax" and not bool(module.mask.diagonal().all()):
-        missing = [module.class_names[i] for i in (~module.mask.diagonal()).nonzero().flatten().tolist()]
-        raise ConfigError(
-            f"a softmax-mode mask needs self-loops, but the loaded one lacks them for {missing[:5]}; "
-            "rebuild the mask with `python -m models.correlation --mode softmax`"
-        )
-

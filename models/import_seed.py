@@ -42,9 +42,7 @@ def map_seed_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         parts = key.split(".", 2)
         if parts[0] == "features" and len(parts) == 3 and parts[1] in _SEED_TRUNK:
             mapped[f"backbone.{_SEED_TRUNK[parts[1]]}.{parts[2]}"] = value
-        elif key.startswith("heads.fc."):
-            mapped["head." + key.removeprefix("heads.")] = value
-        elif key in {f"heads.gat.{name}" for name in _SEED_GAT}:
+        elif key.startswith("heads.fc.") or key in {f"heads.gat.{name}" for name in _SEED_GAT}:
             mapped["head." + key.removeprefix("heads.")] = value
         else:
             unknown.append(key)
@@ -136,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _cli.parser("python -m models.import_seed", "Convert a seed-code state dict into a seed-mode checkpoint.")
     parser.add_argument("--state-dict", required=True, type=Path, help="state dict saved by the seed's code")
     parser.add_argument("--correlation", required=True, type=Path, help="the seed's coco_correlations.pkl ('pp')")
-    parser.add_argument("--names", required=True, type=Path, help="class names of the statistics (coco_names.pkl, .txt)")
+    parser.add_argument(
+        "--names", required=True, type=Path, help="class names of the statistics (coco_names.pkl, .txt)"
+    )
     parser.add_argument("--output", required=True, type=Path, help="checkpoint to write (.pt)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_MASK_THRESHOLD, help="the seed's mask threshold")
     parser.add_argument("--image-size", type=int, default=448, help="training image size")
@@ -146,8 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         model = import_seed(
-            args.state_dict, args.correlation, args.names, args.output,
-            threshold=args.threshold, image_size=args.image_size, backbone=args.backbone, force=args.force,
+            args.state_dict,
+            args.correlation,
+            args.names,
+            args.output,
+            threshold=args.threshold,
+            image_size=args.image_size,
+            backbone=args.backbone,
+            force=args.force,
         )
         edges = int(model.mask.sum() - model.mask.diagonal().sum())
         print(

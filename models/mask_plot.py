@@ -29,20 +29,27 @@ def plot_mask(result: CorrelationMask, path: str | os.PathLike) -> Path:
     off_diagonal = result.mask & ~np.eye(n, dtype=bool)
     marker_size = (side * 72.0 / n) ** 2 * 0.5
     rows, cols = np.nonzero(off_diagonal)
-    axes.scatter(cols, rows, s=marker_size, marker="s", facecolors="none", edgecolors="tab:red", linewidths=0.6,
-                 label=f"kept edge i→j ({result.edges})")
+    axes.scatter(
+        cols,
+        rows,
+        s=marker_size,
+        marker="s",
+        facecolors="none",
+        edgecolors="tab:red",
+        linewidths=0.6,
+        label=f"kept edge i→j ({result.edges})",
+    )
     loops = np.flatnonzero(result.mask.diagonal())
     if loops.size:
-        axes.scatter(loops, loops, s=marker_size * 0.3, marker="o", color="tab:orange",
-                     label=f"self-loop ({loops.size})")
+        axes.scatter(
+            loops, loops, s=marker_size * 0.3, marker="o", color="tab:orange", label=f"self-loop ({loops.size})"
+        )
 
     axes.set_xticks(range(n), names, rotation=90, fontsize=font)
     axes.set_yticks(range(n), names, fontsize=font)
     axes.set_xlabel("j (co-occurring class)")
     axes.set_ylabel("i (given class)")
-    axes.set_title(
-        f"P(j | i) from {result.correlation.source}: kept where P > {result.threshold} ({result.mode} mode)"
-    )
+    axes.set_title(f"P(j | i) from {result.correlation.source}: kept where P > {result.threshold} ({result.mode} mode)")
     figure.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     with atomic_output(path) as handle:
         figure.savefig(handle, format="png", dpi=150)

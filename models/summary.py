@@ -6,7 +6,6 @@ with a graph of self-loops only (pass ``--mask`` for real co-occurrence edges).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 
 from . import _cli
 from .classifier import MaskedGATClassifier, build_model
-from .config import BACKBONES, MASK_MODES, ModelConfig
+from .config import BACKBONES, ModelConfig
 from .errors import ConfigError
 
 
@@ -51,19 +50,28 @@ def smoke_forward(model: MaskedGATClassifier, batch: int = 1) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m models.summary``: summarise a built model (the default) or a checkpoint."""
     parser = _cli.parser("python -m models.summary", "Build or load a masked-GAT classifier and summarise it.")
     parser.add_argument("--checkpoint", type=Path, help="summarise this checkpoint instead of building a model")
-    parser.add_argument("--backbone", choices=BACKBONES, default="resnet101", help="backbone of a built model")
-    parser.add_argument("--image-size", type=int, default=448, help="input size of a built model")
+    parser.add_argument("--backbone", choices=BACKBONES, help="backbone of a built model (default: resnet101)")
+    parser.add_argument("--image-size", type=int, help="input size of a built model (default: 448)")
     parser.add_argument("--mask", type=Path, help="mask file from models.correlation (gives classes and edges)")
-    parser.add_argument("--num-classes", type=int, default=80, help="classes of a built model without --mask")
+    parser.add_argument("--num-classes", type=int, help="classes of a built model without --mask (default: 80)")
     parser.add_argument("--backbone-weights", type=Path, help="local torchvision weights for the backbone")
     parser.add_argument("--no-forward", action="store_true", help="skip the forward pass on a random image")
     args = parser.parse_args(argv)
-    building = ("--backbone", "--image-size", "--mask", "--num-classes", "--backbone-weights")
-    given = sys.argv[1:] if argv is None else argv
-    if args.checkpoint and any(word.split("=")[0] in building for word in given):
-        parser.error("--checkpoint describes a stored model; it cannot be combined with " + ", ".join(building))
+    building = {
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "mask": args.mask,
+        "num_classes": args.num_classes,
+        "backbone_weights": args.backbone_weights,
+    }
+    given = [f"--{name.replace('_', '-')}" for name, value in building.items() if value is not None]
+    if args.checkpoint is not None and given:
+        parser.error(f"--checkpoint describes a stored model; it cannot be combined with {', '.join(given)}")
+    if args.mask is not None and args.num_classes is not None:
+        parser.error("--mask gives the classes; it cannot be combined with --num-classes")
 
     def body() -> None:
         if args.checkpoint is not None:
@@ -72,7 +80,13 @@ def main(argv: list[str] | None = None) -> int:
             model = load_model(args.checkpoint)
             title = f"checkpoint {args.checkpoint}"
         else:
-            model = _build(args)
+            model = build_described_model(
+                args.backbone or "resnet101",
+                args.image_size or 448,
+                args.mask,
+                args.num_classes or 80,
+                args.backbone_weights,
+            )
             title = "default model" if args.mask is None else f"model over {args.mask}"
         print(f"MaskedGATClassifier — {title}")
         for line in describe(model):
@@ -83,20 +97,27 @@ def main(argv: list[str] | None = None) -> int:
     return _cli.run(body, verbose=args.verbose)
 
 
-def _build(args) -> MaskedGATClassifier:
-    if args.mask is None:
-        if args.num_classes < 1:
-            raise ConfigError(f"--num-classes must be at least 1, got {args.num_classes}")
-        names = [f"class_{i:02d}" for i in range(args.num_classes)]
-        config = ModelConfig(args.num_classes, args.backbone, args.image_size)
-        return build_model(config, names, None, args.backbone_weights)
+def build_described_model(
+    backbone: str,
+    image_size: int,
+    mask_path: Path | None,
+    num_classes: int,
+    backbone_weights: Path | None,
+) -> MaskedGATClassifier:
+    """The model the summary describes: over a mask file's classes, or N placeholder classes
+    with a graph of self-loops only."""
+    if mask_path is None:
+        if num_classes < 1:
+            raise ConfigError(f"--num-classes must be at least 1, got {num_classes}")
+        config = ModelConfig(num_classes, backbone, image_size)
+        return build_model(config, [f"class_{i:02d}" for i in range(num_classes)], None, backbone_weights)
     from .correlation import CorrelationMask
 
-    loaded = CorrelationMask.load(args.mask)
+    loaded = CorrelationMask.load(mask_path)
     config = ModelConfig(
-        len(loaded.class_names), args.backbone, args.image_size, mask_mode=loaded.mode, mask_threshold=loaded.threshold
+        len(loaded.class_names), backbone, image_size, mask_mode=loaded.mode, mask_threshold=loaded.threshold
     )
-    return build_model(config, loaded.class_names, loaded.mask, args.backbone_weights)
+    return build_model(config, loaded.class_names, loaded, backbone_weights)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,14 @@ class SeedResnet(nn.Module):
     def __init__(self, resnet, nclasses, mask):
         super().__init__()
         self.features = nn.Sequential(
-            resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
-            resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4,
+            resnet.conv1,
+            resnet.bn1,
+            resnet.relu,
+            resnet.maxpool,
+            resnet.layer1,
+            resnet.layer2,
+            resnet.layer3,
+            resnet.layer4,
         )
         self.heads = SeedHead(nclasses, mask, channels=resnet.fc.in_features)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -94,11 +95,44 @@ def test_newer_versions_and_weights_that_do_not_fit_are_refused(saved: Path, tmp
         load_model(misfit)
 
 
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (lambda state: {**state, MASK_KEY: "not a mask"}, "must be a bool tensor"),
+        (lambda state: {**state, MASK_KEY: state[MASK_KEY].float()}, "must be a bool tensor"),
+        (lambda state: {**state, "head.gat._extra_state": ["cat"]}, "do not fit the stored config"),
+        (
+            lambda state: {**state, "head.gat._extra_state": {"class_names": NAMES[::-1], "mode": "seed"}},
+            "do not fit the stored config.*another order",
+        ),
+    ],
+)
+def test_a_checkpoint_with_a_corrupt_mask_or_extra_state_is_refused(
+    saved: Path, tmp_path: Path, corrupt, message
+) -> None:
+    payload = torch.load(saved, weights_only=True)
+    path = tmp_path / "corrupt.pt"
+    torch.save({**payload, "state_dict": corrupt(payload["state_dict"])}, path)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path)
+
+
+def test_outputs_are_readable_by_others_as_the_umask_allows(model, tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        path = save_checkpoint(model, tmp_path / "shared.pt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
 def test_saving_never_leaves_a_partial_file(model, saved: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--force"):
         save_checkpoint(model, saved, force=False)
     with pytest.raises(ConfigError, match="cannot write"):
         save_checkpoint(model, tmp_path / "no" / "such" / "dir" / "m.pt")
+    with pytest.raises(ConfigError, match="is a folder"):
+        save_checkpoint(model, tmp_path)
 
     class Unsaveable(torch.nn.Module):
         config, class_names = model.config, model.class_names

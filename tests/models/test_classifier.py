@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -9,6 +10,7 @@ import torchvision
 from models.backbones import infer_resnet
 from models.classifier import build_model
 from models.config import BACKBONES, ModelConfig
+from models.correlation import Correlation, CorrelationMask
 from models.errors import ClassNamesMismatchError, ConfigError, WeightsError
 
 NAMES = ["cat", "dog", "car", "tree", "cup"]
@@ -109,3 +111,57 @@ def test_default_model_is_resnet101_at_448() -> None:
         logits = model(torch.randn(1, 3, 448, 448))
     assert logits.shape == (1, 80) and bool(torch.isfinite(logits).all())
     assert sum(p.numel() for p in model.backbone.parameters()) == 42_500_160
+
+
+def _correlation_mask(names: list[str], mode: str = "softmax") -> CorrelationMask:
+    probability = np.linspace(0.0, 1.0, len(names) ** 2).reshape(len(names), len(names))
+    return CorrelationMask(Correlation(probability, tuple(names), "test", "0" * 64), 0.1, mode)
+
+
+def test_a_mask_in_another_class_order_is_reordered_by_name() -> None:
+    alphabetical = sorted(NAMES)
+    mask = _correlation_mask(alphabetical)
+    model = build_model(_config(), NAMES, mask)
+    column = {name: k for k, name in enumerate(alphabetical)}
+    for i, row_name in enumerate(NAMES):
+        for j, col_name in enumerate(NAMES):
+            assert bool(model.mask[i, j]) == bool(mask.mask[column[row_name], column[col_name]])
+    assert not np.array_equal(model.mask.numpy(), mask.mask)  # the order really differed
+
+
+def test_a_mask_of_another_class_set_or_mode_is_refused() -> None:
+    with pytest.raises(ClassNamesMismatchError, match="another class set"):
+        build_model(_config(), NAMES, _correlation_mask([*NAMES[:-1], "bus"]))
+    with pytest.raises(ConfigError, match="seed mode"):
+        build_model(_config(), NAMES, _correlation_mask(NAMES, mode="seed"))
+
+
+def test_a_mask_made_for_another_threshold_is_refused() -> None:
+    with pytest.raises(ConfigError, match="> 0.1, the model is configured for softmax mode at > 0.3"):
+        build_model(_config(mask_threshold=0.3), NAMES, _correlation_mask(NAMES))
+
+
+def test_a_refused_load_leaves_the_whole_model_unchanged() -> None:
+    model = build_model(_config(), NAMES)
+    before = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    other = build_model(_config(), list(reversed(NAMES)))
+    with pytest.raises(ClassNamesMismatchError):
+        model.load_state_dict(other.state_dict())
+    for key, value in model.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, before[key]), f"{key} changed by a refused load"
+
+
+def test_wide_resnet_weights_are_not_mistaken_for_a_plain_resnet(tmp_path: Path) -> None:
+    path = tmp_path / "wide.pth"
+    torch.save(torchvision.models.wide_resnet50_2(weights=None).state_dict(), path)
+    with pytest.raises(WeightsError, match="do not fit resnet50.*match no torchvision ResNet"):
+        build_model(_config("resnet50"), NAMES, backbone_weights=path)
+
+
+def test_a_whole_pickled_model_is_refused_with_a_safe_hint(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pth"
+    torch.save(torchvision.models.resnet18(weights=None), path)
+    with pytest.raises(WeightsError, match="save model.state_dict") as raised:
+        build_model(_config(), NAMES, backbone_weights=path)
+    assert "\n" not in str(raised.value) and "weights_only=False" not in str(raised.value)

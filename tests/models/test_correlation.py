@@ -11,7 +11,14 @@ from PIL import Image
 
 from models.correlation import Correlation, CorrelationMask, main
 from models.correlation_sources import read_correlation
-from models.errors import AnnotationError, ClassNamesMismatchError, ConfigError, CorrelationError, UnsafePickleError
+from models.errors import (
+    AnnotationError,
+    ClassNamesMismatchError,
+    ConfigError,
+    CorrelationError,
+    InputFileError,
+    UnsafePickleError,
+)
 
 # Categories whose alphabetical order (apple, mango, zebra) differs from their id order (zebra, mango, apple).
 _CATEGORIES = [{"id": 1, "name": "zebra"}, {"id": 3, "name": "apple"}, {"id": 2, "name": "mango"}]
@@ -76,8 +83,7 @@ def test_mlgcn_coco_adj_keeps_565_edges_and_isolates_bear_and_zebra(shared_data:
     assert softmax.edges == 565 and int(softmax.mask.sum()) == 565 + 80
     assert set(softmax.isolated) == {"bear", "zebra"}
     assert CorrelationMask(correlation, 0.4, "softmax").edges == 111
-    person = correlation.class_names.index("person")
-    assert correlation.class_names[person] == "person" and person == 49
+    assert correlation.class_names.index("person") == 49  # the alphabetical order, as the data README says
 
 
 def test_seed_pp_pickle_with_pickled_names(tmp_path: Path) -> None:
@@ -114,6 +120,14 @@ def test_a_tampered_mask_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"PK not really")
     with pytest.raises(CorrelationError, match="not a mask file"):
         CorrelationMask.load(tmp_path / "junk.npz")
+    meta = json.loads(str(arrays["meta"]))
+    for broken_meta in ({k: v for k, v in meta.items() if k != "source"}, {**meta, "mode": "hard"}):
+        np.savez(tmp_path / "hand.npz", **{**arrays, "meta": np.array(json.dumps(broken_meta))})
+        with pytest.raises(CorrelationError, match="hand.npz: malformed mask file"):
+            CorrelationMask.load(tmp_path / "hand.npz")
+    np.savez(tmp_path / "text.npz", **{**arrays, "probability": np.array([["a", "b"], ["c", "d"]])})
+    with pytest.raises(CorrelationError, match="text.npz: malformed mask file"):
+        CorrelationMask.load(tmp_path / "text.npz")
 
 
 def test_aligning_to_another_order_permutes_and_another_set_is_refused(tmp_path: Path) -> None:
@@ -133,7 +147,7 @@ def test_statistics_of_the_wrong_size_are_refused(tmp_path: Path) -> None:
     source = _pickle(tmp_path / "c.pkl", {"pp": np.eye(3)})
     names = tmp_path / "names.txt"
     names.write_text("a\nb\nc\nd\n")
-    with pytest.raises(CorrelationError, match="3x3 but there are 4 class names"):
+    with pytest.raises(CorrelationError, match="c.pkl: .*3x3 but there are 4 class names"):
         read_correlation(source, names=names)
     bad_adj = _pickle(tmp_path / "adj.pkl", {"adj": np.ones((4, 4), dtype=np.int64), "nums": np.ones(3)})
     with pytest.raises(CorrelationError, match="do not fit together"):
@@ -168,6 +182,22 @@ def test_a_pickle_naming_any_other_global_is_refused_without_running_it(tmp_path
         (lambda p: _write_coco(p, annotations=[(1, 99)]), "category id 99"),
         (lambda p: _write_coco(p, annotations=[(42, 1)]), "unknown image id 42"),
         (lambda p: p.write_text(json.dumps({"images": []})), "missing the COCO list 'categories'"),
+        (lambda p: _write_coco(p, annotations=[(1.7, 1)]), "integer image_id"),
+        (lambda p: _write_coco(p, categories=[{"id": "1", "name": "zebra"}]), "integer 'id'"),
+        (lambda p: _write_coco(p, categories=[{"id": 1}]), "integer 'id' and a 'name'"),
+        (lambda p: _write_coco(p, annotations=[]), "no image has an annotation"),
+        (
+            lambda p: p.write_text(
+                json.dumps(
+                    {
+                        "images": [{"id": 1, "file_name": "a"}, {"id": 1, "file_name": "b"}],
+                        "annotations": [],
+                        "categories": _CATEGORIES,
+                    }
+                )
+            ),
+            "repeated image ids",
+        ),
     ],
 )
 def test_malformed_coco_files_get_errors_naming_the_file(tmp_path: Path, mutate, message: str) -> None:
@@ -176,6 +206,34 @@ def test_malformed_coco_files_get_errors_naming_the_file(tmp_path: Path, mutate,
     with pytest.raises(AnnotationError, match=message) as raised:
         read_correlation(path, class_order="id")
     assert "instances_bad.json" in str(raised.value)
+
+
+def test_bad_names_files_and_truncated_mask_files_get_typed_errors(tmp_path: Path) -> None:
+    source = _pickle(tmp_path / "c.pkl", {"pp": np.eye(2)})
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9\nth\xe9\n".encode("latin-1"))
+    with pytest.raises(InputFileError, match="latin.txt: not UTF-8"):
+        read_correlation(source, names=latin)
+    repeated = tmp_path / "repeated.txt"
+    repeated.write_text("cat\ncat\n")
+    with pytest.raises(ConfigError, match="repeated.txt: repeated class names \\['cat'\\]"):
+        read_correlation(source, names=repeated)
+    correlation = Correlation(np.eye(2), ("a", "b"), "test", "0" * 64)
+    path = CorrelationMask(correlation).save(tmp_path / "m.npz")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CorrelationError, match="m.npz: not a mask file"):
+        CorrelationMask.load(path)
+
+
+def test_cli_keeps_a_mask_files_threshold_and_mode_unless_told(tmp_path: Path) -> None:
+    coco = _write_coco(tmp_path / "instances.json")
+    first, second, third = (tmp_path / f"{k}.npz" for k in ("first", "second", "third"))
+    assert main([str(coco), "--class-order", "id", "--threshold", "0.6", "--mode", "seed", "--output", str(first)]) == 0
+    assert main([str(first), "--output", str(second)]) == 0
+    kept = CorrelationMask.load(second)
+    assert (kept.threshold, kept.mode) == (0.6, "seed")
+    assert main([str(first), "--threshold", "0.2", "--output", str(third)]) == 0
+    assert (CorrelationMask.load(third).threshold, CorrelationMask.load(third).mode) == (0.2, "seed")
 
 
 def test_flags_that_do_not_apply_to_a_source_are_refused(tmp_path: Path) -> None:
