@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,9 +69,7 @@ class MaskedGATClassifier(nn.Module):
         self.head = MaskedGATHead(channels, mask, class_names, config)
         # Check the GAT's part of an incoming state dict before any module copies its weights,
         # so a refused load leaves the whole model as it was.
-        self.register_load_state_dict_pre_hook(
-            lambda module, state_dict, prefix, *_: module.head.gat.check_state_dict(state_dict, prefix + "head.gat.")
-        )
+        self.register_load_state_dict_pre_hook(_check_gat_before_load)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -85,6 +84,10 @@ class MaskedGATClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Maps normalised images [B, 3, S, S] to logits [B, N]; sigmoid gives probabilities."""
         return self.head(self.backbone(images))
+
+
+def _check_gat_before_load(module: MaskedGATClassifier, state_dict: Mapping[str, Any], prefix: str, *_: Any) -> None:
+    module.head.gat.check_state_dict(state_dict, prefix + "head.gat.")
 
 
 def build_model(

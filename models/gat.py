@@ -86,9 +86,7 @@ class MaskedGATLayer(nn.Module):
         self.a = nn.Parameter(torch.empty(2 * out_features, 1))
         self.beta = nn.Parameter(torch.empty(1))
         self.reset_parameters()
-        self.register_load_state_dict_pre_hook(
-            lambda module, state_dict, prefix, *_: module.check_state_dict(state_dict, prefix)
-        )
+        self.register_load_state_dict_pre_hook(_check_before_load)
 
     def reset_parameters(self) -> None:
         """The seed's initialisation: Xavier-uniform W and a, beta = 1."""
@@ -171,5 +169,11 @@ class MaskedGATLayer(nn.Module):
             )
 
     def extra_repr(self) -> str:
-        edges = int(self.mask.sum())
-        return f"nodes={len(self.class_names)}, mode={self.mode}, edges={edges}, dropout={self.dropout}"
+        loops = int(self.mask.diagonal().sum())
+        edges = int(self.mask.sum()) - loops
+        nodes = len(self.class_names)
+        return f"nodes={nodes}, mode={self.mode}, edges={edges}, self_loops={loops}, dropout={self.dropout}"
+
+
+def _check_before_load(module: MaskedGATLayer, state_dict: Mapping[str, Any], prefix: str, *_: Any) -> None:
+    module.check_state_dict(state_dict, prefix)

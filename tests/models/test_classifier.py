@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,9 @@ def test_a_whole_pickled_model_is_refused_with_a_safe_hint(tmp_path: Path) -> No
     with pytest.raises(WeightsError, match="save model.state_dict") as raised:
         build_model(_config(), NAMES, backbone_weights=path)
     assert "\n" not in str(raised.value) and "weights_only=False" not in str(raised.value)
+
+
+def test_the_whole_model_pickles_for_users_who_save_modules() -> None:
+    buffer = io.BytesIO()
+    torch.save(build_model(_config(), NAMES), buffer)
+    assert buffer.tell() > 1_000_000
