@@ -30,6 +30,7 @@ class MaskedGATHead(nn.Module):
 
     def __init__(self, in_channels: int, mask: torch.Tensor, class_names: Sequence[str], config: ModelConfig) -> None:
         super().__init__()
+        self.use_gat = config.use_gat
         self.fc = nn.Linear(in_channels, len(class_names))
         self.gat = MaskedGATLayer(
             mask,
@@ -41,8 +42,11 @@ class MaskedGATHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Maps features [B, C, H, W] to class logits [B, N]."""
-        scores = self.fc(torch.amax(features, dim=(2, 3))).unsqueeze(-1)  # [B, N, 1]: one feature a node
-        return (scores + self.gat(scores)).squeeze(-1)
+        scores = self.fc(torch.amax(features, dim=(2, 3)))
+        if not self.use_gat:
+            return scores
+        nodes = scores.unsqueeze(-1)  # [B, N, 1]: one feature a node
+        return (nodes + self.gat(nodes)).squeeze(-1)
 
 
 class MaskedGATClassifier(nn.Module):

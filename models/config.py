@@ -66,6 +66,8 @@ class ModelConfig:
             code's ``softmax(e * mask)``, kept to serve its checkpoints).
         mask_threshold: Graph edge i→j kept where ``P(j | i) > mask_threshold`` (strict).
         decision_threshold: A label is predicted where its probability is at least this.
+        use_gat: False turns the graph attention off (scores = the linear layer's output), for
+            ablations; the mask is kept so artifacts stay alike.
         gat_dropout: Attention dropout during training.
         negative_slope: LeakyReLU slope of the attention logits.
         preprocessing: Image preprocessing the model was trained with.
@@ -77,6 +79,7 @@ class ModelConfig:
     mask_mode: MaskMode = "softmax"
     mask_threshold: float = DEFAULT_MASK_THRESHOLD
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
+    use_gat: bool = True
     gat_dropout: float = 0.0
     negative_slope: float = 0.2
     preprocessing: Preprocessing = field(default_factory=Preprocessing)

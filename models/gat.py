@@ -89,8 +89,16 @@ class MaskedGATLayer(nn.Module):
         self.register_load_state_dict_pre_hook(_check_before_load)
 
     def reset_parameters(self) -> None:
-        """The seed's initialisation: Xavier-uniform W and a, beta = 1."""
+        """The seed's Xavier-uniform initialisation, except that W starts positive; beta = 1.
+
+        With one feature a node and W < 0 (half of the seed's draws), ``x + ELU(att·Wx + beta·Wx)``
+        falls as x rises wherever the ELU is linear, so a class's score cannot be pushed down
+        and training stalls at the label prior. A positive W makes the map increasing in x at
+        the start; W stays free to learn.
+        """
         nn.init.xavier_uniform_(self.W, gain=_XAVIER_GAIN)
+        with torch.no_grad():
+            self.W.abs_()
         nn.init.xavier_uniform_(self.a, gain=_XAVIER_GAIN)
         nn.init.ones_(self.beta)
 

@@ -1,0 +1,156 @@
+"""``python -m models.train``: train or fine-tune the classifier on COCO-format data.
+
+The model comes from a checkpoint (fine-tuning), or is built new: random init or local backbone
+weights, with the co-occurrence mask from ``--mask`` or counted from the training annotations.
+``--data DIR`` reads the layout of ``models.synthetic`` (``DIR/train``, ``DIR/instances_train.json``,
+``DIR/val``, ``DIR/instances_val.json``); the four ``--train-*``/``--val-*`` flags name any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from . import _cli
+from .checkpoint import load_model
+from .classifier import MaskedGATClassifier, build_model
+from .coco import CLASS_ORDERS
+from .config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES, ModelConfig
+from .correlation import CorrelationMask
+from .correlation_sources import correlation_from_coco
+from .dataset import CocoMultiLabel
+from .errors import ConfigError
+from .training import LAST, OPTIMIZERS, SCHEDULES, TrainConfig, TrainResult, train
+from .transforms import EvalTransform, train_transform
+
+_MODEL_FLAGS = ("backbone", "image_size", "mask", "class_order", "mask_threshold", "mode", "no_gat", "backbone_weights")
+
+
+def _split_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Path]:
+    explicit = {k: getattr(args, k) for k in ("train_images", "train_annotations", "val_images", "val_annotations")}
+    if args.data is not None:
+        if any(v is not None for v in explicit.values()):
+            parser.error("--data names all four paths; it cannot be combined with --train-*/--val-* flags")
+        return {
+            "train_images": args.data / "train",
+            "train_annotations": args.data / "instances_train.json",
+            "val_images": args.data / "val",
+            "val_annotations": args.data / "instances_val.json",
+        }
+    missing = [f"--{k.replace('_', '-')}" for k, v in explicit.items() if v is None]
+    if missing:
+        parser.error(f"name the data with --data DIR, or give {', '.join(missing)}")
+    return explicit
+
+
+def new_model(args: argparse.Namespace, train_annotations: Path, seed: int) -> MaskedGATClassifier:
+    """Builds the model the flags describe, initialised under ``seed``."""
+    if args.mask is not None:
+        if args.class_order is not None:
+            raise ConfigError("--class-order applies to a mask counted from the annotations, not to --mask")
+        stored = CorrelationMask.load(args.mask)
+        threshold = stored.threshold if args.mask_threshold is None else args.mask_threshold
+        mask = CorrelationMask(stored.correlation, threshold, args.mode or stored.mode)
+    else:
+        correlation = correlation_from_coco(train_annotations, args.class_order or "alphabetical")
+        threshold = DEFAULT_MASK_THRESHOLD if args.mask_threshold is None else args.mask_threshold
+        mask = CorrelationMask(correlation, threshold, args.mode or "softmax")
+    config = ModelConfig(
+        num_classes=len(mask.class_names),
+        backbone=args.backbone or "resnet101",
+        image_size=args.image_size or 448,
+        mask_mode=mask.mode,
+        mask_threshold=mask.threshold,
+        use_gat=not args.no_gat,
+    )
+    torch.manual_seed(seed)
+    return build_model(config, mask.class_names, mask, args.backbone_weights).train()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models.train``: train, evaluate each epoch, write best and last checkpoints."""
+    defaults = TrainConfig()
+    parser = _cli.parser("python -m models.train", "Train or fine-tune the masked-GAT classifier.")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=Path, help="folder with train/, val/, instances_train.json, instances_val.json")
+    for split in ("train", "val"):
+        data.add_argument(f"--{split}-images", type=Path, help=f"{split} image folder")
+        data.add_argument(f"--{split}-annotations", type=Path, help=f"{split} COCO instances JSON")
+    parser.add_argument("--output", type=Path, required=True, help="run folder: best.pt, last.pt, history.json")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last.pt")
+    model = parser.add_argument_group("model (a checkpoint to fine-tune, or a new model)")
+    model.add_argument("--checkpoint", type=Path, help="fine-tune this checkpoint")
+    model.add_argument("--backbone", choices=BACKBONES, help="new model's backbone (default: resnet101)")
+    model.add_argument("--image-size", type=int, help="new model's input size (default: 448)")
+    model.add_argument("--backbone-weights", type=Path, help="local torchvision weights (default: random init)")
+    model.add_argument("--mask", type=Path, help="mask file (default: counted from the training annotations)")
+    model.add_argument(
+        "--class-order", choices=CLASS_ORDERS, help="class order of a counted mask (default: alphabetical)"
+    )
+    model.add_argument("--mask-threshold", type=float, help=f"P(j|i) threshold (default: {DEFAULT_MASK_THRESHOLD})")
+    model.add_argument("--mode", choices=MASK_MODES, help="mask mode (default: softmax)")
+    model.add_argument("--no-gat", action="store_true", help="turn the graph attention off (ablation)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs")
+    opt.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="optimizer")
+    opt.add_argument("--lr", type=float, default=defaults.lr, help="head learning rate")
+    opt.add_argument(
+        "--backbone-lr-scale", type=float, default=defaults.backbone_lr_scale, help="backbone lr = lr × this"
+    )
+    opt.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum")
+    opt.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="weight decay")
+    opt.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule")
+    opt.add_argument("--lr-steps", type=int, nargs="*", default=[], help="step schedule: epochs where lr drops ×0.1")
+    opt.add_argument("--seed", type=int, default=defaults.seed, help="seed of init, shuffling and augmentation")
+    opt.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
+    args = parser.parse_args(argv)
+    paths = _split_paths(args, parser)
+    given = [f"--{k.replace('_', '-')}" for k in _MODEL_FLAGS if getattr(args, k) not in (None, False)]
+    if (args.checkpoint is not None or args.resume) and given:
+        parser.error(f"{', '.join(given)} describe a new model; drop them with --checkpoint or --resume")
+    if args.checkpoint is not None and args.resume:
+        parser.error("--resume continues the run's own last.pt; it cannot be combined with --checkpoint")
+
+    def body() -> None:
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            backbone_lr_scale=args.backbone_lr_scale,
+            optimizer=args.optimizer,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            lr_steps=tuple(args.lr_steps),
+            seed=args.seed,
+            workers=args.workers,
+        )
+        if args.resume or args.checkpoint is not None:
+            model = load_model(args.output / LAST if args.resume else args.checkpoint).train()
+        else:
+            model = new_model(args, paths["train_annotations"], config.seed)
+        result = run(model, paths, config, args.output, resume=args.resume)
+        print(result.report.table())
+        print(f"best val mAP {100 * result.best_map:.2f}: {result.best}")
+
+    return _cli.run(body, verbose=args.verbose)
+
+
+def run(
+    model: MaskedGATClassifier, paths: dict[str, Path], config: TrainConfig, output: Path, *, resume: bool = False
+) -> TrainResult:
+    """Builds the two splits for ``model`` and trains it."""
+    train_set = CocoMultiLabel(
+        paths["train_images"], paths["train_annotations"], train_transform(model.config), class_names=model.class_names
+    )
+    val_set = CocoMultiLabel(
+        paths["val_images"], paths["val_annotations"], EvalTransform(model.config), class_names=model.class_names
+    )
+    return train(model, train_set, val_set, config, output, resume=resume)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

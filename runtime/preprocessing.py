@@ -1,0 +1,69 @@
+"""The one definition of image preprocessing: numpy and Pillow only, no torch.
+
+Training-time evaluation (``models.transforms``) and every runtime backend call this, so the
+tensor a model is evaluated on is the tensor it is served on. Steps, as the model was trained
+(ML-GCN's validation transform): decode → RGB → "warp" resize to the square input size
+(bilinear, aspect ratio not kept) → scale to [0, 1] → subtract mean, divide by std → CHW float32.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from models.config import Preprocessing
+from models.errors import InputFileError
+
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR}
+
+
+def load_rgb(source: ImageSource) -> Image.Image:
+    """Decodes a path, encoded bytes, a PIL image or an HWC uint8 array into an RGB PIL image.
+
+    Raises:
+        InputFileError: The file is missing or not a decodable image, or the array is not HWC uint8
+            with 1, 3 or 4 channels.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        image = _from_array(source)
+    else:
+        what = "image bytes" if isinstance(source, bytes) else str(source)
+        try:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as opened:
+                opened.load()
+                image = opened.copy()
+        except FileNotFoundError as exc:
+            raise InputFileError(f"image not found: {what}") from exc
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise InputFileError(f"{what}: not a readable image ({type(exc).__name__}: {exc})") from exc
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def preprocess(source: ImageSource, image_size: int, preprocessing: Preprocessing) -> np.ndarray:
+    """One image → the network's input, float32 [3, image_size, image_size]."""
+    image = load_rgb(source).resize((image_size, image_size), _RESAMPLE[preprocessing.interpolation])
+    pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    mean = np.asarray(preprocessing.mean, dtype=np.float32)
+    std = np.asarray(preprocessing.std, dtype=np.float32)
+    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+
+
+def preprocess_batch(sources: Sequence[ImageSource], image_size: int, preprocessing: Preprocessing) -> np.ndarray:
+    """Several images → float32 [B, 3, image_size, image_size]."""
+    return np.stack([preprocess(source, image_size, preprocessing) for source in sources])
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise InputFileError(
+            f"an image array must be HWC uint8 with 1, 3 or 4 channels, got {array.dtype} of shape {array.shape}"
+        )
+    return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
