@@ -143,7 +143,7 @@ def test_a_corrupt_image_is_reported_and_left_out(small: Path, tmp_path: Path, c
     with caplog.at_level(logging.WARNING, logger="models.dataset"):
         batch = collate_readable([dataset[i] for i in range(len(dataset))])
     assert batch is not None
-    images_tensor, targets, indices = batch
+    images_tensor, _, indices = batch
     assert len(images_tensor) == len(dataset) - 1 and 1 not in indices.tolist()
     assert dataset.files[1].name in caplog.text
     assert collate_readable([None, None]) is None
