@@ -17,6 +17,7 @@ from . import _cli
 from ._io import atomic_output
 from .classifier import MaskedGATClassifier
 from .dataset import CocoMultiLabel, collate_readable
+from .errors import InputFileError
 from .metrics import MetricReport, evaluate
 from .transforms import EvalTransform
 
@@ -42,7 +43,11 @@ class Predictions:
 
 @torch.inference_mode()
 def predict(model: MaskedGATClassifier, dataset: CocoMultiLabel, batch_size: int = 64, workers: int = 0) -> Predictions:
-    """Runs ``model`` (in eval mode) over ``dataset``; unreadable images are left out and counted."""
+    """Runs ``model`` (in eval mode) over ``dataset``; unreadable images are left out and counted.
+
+    Raises:
+        InputFileError: No image of the dataset could be read.
+    """
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
     device = next(model.parameters()).device
@@ -54,17 +59,10 @@ def predict(model: MaskedGATClassifier, dataset: CocoMultiLabel, batch_size: int
         probabilities.append(torch.sigmoid(model(images.to(device))).float().cpu().numpy())
         targets.append(target.numpy())
         indices.append(index.numpy())
-    read = sum(len(i) for i in indices)
-    if not read:
-        return Predictions(
-            np.zeros((0, len(dataset.class_names))),
-            np.zeros((0, len(dataset.class_names))),
-            np.zeros(0, int),
-            len(dataset),
-        )
-    return Predictions(
-        np.concatenate(probabilities), np.concatenate(targets), np.concatenate(indices), len(dataset) - read
-    )
+    if not indices:
+        raise InputFileError(f"none of the {len(dataset)} images could be read (each is logged above)")
+    read = np.concatenate(indices)
+    return Predictions(np.concatenate(probabilities), np.concatenate(targets), read, len(dataset) - len(read))
 
 
 def evaluate_model(

@@ -53,6 +53,17 @@ def average_precision(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return result
 
 
+def label_frequency_baseline(targets: np.ndarray) -> float:
+    """mAP of scoring every image by its classes' label frequency (no image information).
+
+    A constant score per class ties all images, so each class's AP is its prevalence in the split:
+    the baseline is the mean prevalence over the classes with a positive.
+    """
+    targets = np.asarray(targets).astype(bool)
+    prevalence = targets.mean(axis=0)[targets.any(axis=0)]
+    return float(prevalence.mean()) if prevalence.size else float("nan")
+
+
 def precision_recall_f1(
     probabilities: np.ndarray,
     targets: np.ndarray,
@@ -100,6 +111,7 @@ class MetricReport:
         threshold: Decision threshold on probabilities.
         images: Number of images scored.
         excluded_classes: Classes without a positive in the split (no AP).
+        baseline_mAP: mAP of the label-frequency baseline on the same split.
     """
 
     mAP: float
@@ -109,6 +121,7 @@ class MetricReport:
     threshold: float
     images: int
     excluded_classes: tuple[str, ...]
+    baseline_mAP: float
 
     def to_dict(self) -> dict:
         """Plain data for JSON."""
@@ -118,7 +131,7 @@ class MetricReport:
         """A short text table, metrics in percent."""
         lines = [
             f"mAP {100 * self.mAP:.2f} over {len(self.per_class_ap) - len(self.excluded_classes)} classes, "
-            f"{self.images} images, threshold {self.threshold}"
+            f"{self.images} images, threshold {self.threshold} (label-frequency baseline {100 * self.baseline_mAP:.2f})"
         ]
         lines.append(f"{'':8}" + "".join(f"{key:>8}" for key in self.at_threshold))
         for label, values in (("all", self.at_threshold), ("top-3", self.top3)):
@@ -153,6 +166,7 @@ def evaluate(
         threshold=threshold,
         images=probabilities.shape[0],
         excluded_classes=tuple(name for name, v in zip(class_names, ap, strict=True) if np.isnan(v)),
+        baseline_mAP=label_frequency_baseline(targets),
     )
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.errors import ConfigError
-from models.metrics import average_precision, evaluate, precision_recall_f1
+from models.metrics import average_precision, evaluate, label_frequency_baseline, precision_recall_f1
 
 
 def test_average_precision_without_ties_by_hand() -> None:
@@ -91,3 +91,12 @@ def test_bad_inputs_are_refused() -> None:
         evaluate(np.zeros((2, 2)), np.zeros((2, 2)), ["a", "b"])
     with pytest.raises(ConfigError, match="3 class names for 2"):
         evaluate(np.zeros((2, 2)), np.eye(2), ["a", "b", "c"])
+
+
+def test_label_frequency_baseline_is_the_mean_prevalence() -> None:
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]])
+    # Prevalences 2/4 and 1/4; the third class has no positive and is excluded.
+    assert label_frequency_baseline(targets) == pytest.approx((0.5 + 0.25) / 2)
+    constant = np.tile([0.3, 0.9, 0.5], (4, 1))  # any constant score per class scores the same
+    assert evaluate(constant, targets, ["a", "b", "c"]).mAP == pytest.approx(label_frequency_baseline(targets))
+    assert evaluate(constant, targets, ["a", "b", "c"]).baseline_mAP == pytest.approx(0.375)

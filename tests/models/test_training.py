@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
 from models import evaluate as evaluate_cli
 from models import train as train_cli
@@ -101,3 +104,60 @@ def test_the_backbone_learns_at_a_scaled_rate() -> None:
     assert len(backbone["params"]) == len(list(model.backbone.parameters()))
     assert isinstance(optimizer, torch.optim.SGD) and backbone["momentum"] == 0.9
     assert backbone["weight_decay"] == 1e-4
+
+
+def test_a_corrupt_training_image_is_reported_and_the_run_completes(data: Path, tmp_path: Path, caplog) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    (copy / "train" / "000003.jpg").write_bytes(b"not a jpeg at all")
+    with caplog.at_level(logging.WARNING, logger="models.dataset"):
+        assert _train(copy, tmp_path / "run", *TINY, "--epochs", "1") == 0
+    assert "000003.jpg" in caplog.text
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_a_new_model_starts_from_local_backbone_weights(data: Path, tmp_path: Path) -> None:
+    torch.manual_seed(9)
+    weights = tmp_path / "resnet18-local.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    argv = [*TINY, "--epochs", "1", "--backbone-weights", str(weights), "--lr", "1e-12"]
+    assert _train(data, tmp_path / "run", *argv) == 0
+    trained = load_model(tmp_path / "run" / "last.pt").backbone.conv1.weight
+    torch.testing.assert_close(trained, torch.load(weights, weights_only=True)["conv1.weight"], atol=1e-6, rtol=0)
+
+
+def test_the_model_learns_well_above_the_label_frequency_baseline(tmp_path: Path, capsys) -> None:
+    """A real (small) run: 480 generated images at 48 px, 8 epochs. It reached 43.6 mAP against a
+    baseline of 18.5 when written; a model that learns nothing sits at the baseline."""
+    data = generate(SyntheticSpec(train=480, val=160, image_size=48, seed=0), tmp_path / "data")
+    argv = [
+        "--backbone",
+        "resnet18",
+        "--image-size",
+        "48",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--backbone-lr-scale",
+        "1",
+        "--epochs",
+        "8",
+    ]
+    assert _train(data, tmp_path / "run", *argv) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    capsys.readouterr()
+    argv = [
+        "--checkpoint",
+        str(tmp_path / "run" / "best.pt"),
+        "--annotations",
+        str(data / "instances_val.json"),
+        "--images",
+        str(data / "val"),
+        "--output",
+        str(tmp_path / "val.json"),
+    ]
+    assert evaluate_cli.main(argv) == 0
+    report = json.loads((tmp_path / "val.json").read_text())
+    assert report["mAP"] == pytest.approx(max(e["mAP"] for e in history))
+    assert report["mAP"] > report["baseline_mAP"] + 0.15
