@@ -2,100 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
-
 from . import _cli
-from ._io import atomic_output
-from .classifier import MaskedGATClassifier
-from .dataset import CocoMultiLabel, collate_readable
-from .errors import InputFileError
-from .metrics import MetricReport, evaluate
-from .transforms import EvalTransform
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """A model's probabilities on a dataset, with the targets of the images that could be read.
-
-    Attributes:
-        probabilities: [images read, classes].
-        targets: [images read, classes] 0/1.
-        indices: Dataset index of each row.
-        unreadable: Images of the dataset that could not be read (left out).
-    """
-
-    probabilities: np.ndarray
-    targets: np.ndarray
-    indices: np.ndarray
-    unreadable: int
-
-
-@torch.inference_mode()
-def predict(model: MaskedGATClassifier, dataset: CocoMultiLabel, batch_size: int = 64, workers: int = 0) -> Predictions:
-    """Runs ``model`` (in eval mode) over ``dataset``; unreadable images are left out and counted.
-
-    Raises:
-        InputFileError: No image of the dataset could be read.
-    """
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
-    device = next(model.parameters()).device
-    probabilities, targets, indices = [], [], []
-    for batch in tqdm(loader, desc="evaluating", unit="batch", leave=False, disable=None):
-        if batch is None:
-            continue
-        images, target, index = batch
-        probabilities.append(torch.sigmoid(model(images.to(device))).float().cpu().numpy())
-        targets.append(target.numpy())
-        indices.append(index.numpy())
-    if not indices:
-        raise InputFileError(f"none of the {len(dataset)} images could be read (each is logged above)")
-    read = np.concatenate(indices)
-    return Predictions(np.concatenate(probabilities), np.concatenate(targets), read, len(dataset) - len(read))
-
-
-def evaluate_model(
-    model: MaskedGATClassifier, dataset: CocoMultiLabel, threshold: float | None = None, batch_size: int = 64
-) -> MetricReport:
-    """The metric suite of ``model`` on ``dataset`` at ``threshold`` (default: the model's)."""
-    predictions = predict(model, dataset, batch_size)
-    if predictions.unreadable:
-        logger.warning("%d of %d images could not be read and are not scored", predictions.unreadable, len(dataset))
-    threshold = model.config.decision_threshold if threshold is None else threshold
-    return evaluate(predictions.probabilities, predictions.targets, model.class_names, threshold)
-
-
-def evaluate_checkpoint(
-    checkpoint: str | os.PathLike,
-    annotations: str | os.PathLike,
-    images: str | os.PathLike,
-    *,
-    threshold: float | None = None,
-    batch_size: int = 64,
-    output: str | os.PathLike | None = None,
-) -> MetricReport:
-    """Loads a checkpoint, scores it on a split, optionally writes the report as JSON."""
-    from .checkpoint import load_model
-
-    model = load_model(checkpoint)
-    dataset = CocoMultiLabel(images, annotations, EvalTransform(model.config), class_names=model.class_names)
-    report = evaluate_model(model, dataset, threshold, batch_size)
-    if output is not None:
-        document = {"checkpoint": str(checkpoint), "annotations": str(annotations), **report.to_dict()}
-        with atomic_output(output) as handle:
-            handle.write(json.dumps(document, indent=2).encode())
-    return report
+from .errors import ConfigError
+from .evaluation import evaluate_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
+        if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+            raise ConfigError(f"--threshold must lie in (0, 1), got {args.threshold}")
+        if args.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
         report = evaluate_checkpoint(
             args.checkpoint,
             args.annotations,

@@ -9,8 +9,12 @@
   as ML-GCN's ``evaluation``; the top-3 variants predict, per image, only the 3 highest-scoring
   classes that also pass the threshold (ML-GCN's ``overall_topk``).
 
-Class-averaged metrics average over the classes with at least one positive (as mAP does); a class
-never predicted has precision 0.
+Class-averaged metrics (CP, CR) average over the classes with at least one positive, as mAP does;
+a class never predicted has precision 0. Overall metrics (OP, OR) pool every decision, so a class
+predicted although absent from the split still counts against OP. Two differences from ML-GCN's
+``evaluation()``: it averages CP/CR over all classes, scoring absent ones 0, and its
+``Np[Np == 0] = 1`` adds one phantom prediction per never-predicted class to OP's denominator.
+Targets are 0/1: ML-GCN's VOC "difficult" encoding (-1/0/1) is refused, not guessed.
 """
 
 from __future__ import annotations
@@ -82,20 +86,27 @@ def precision_recall_f1(
         Keys ``CP``, ``CR``, ``CF1``, ``OP``, ``OR``, ``OF1`` (fractions in [0, 1]).
     """
     probabilities, targets = _check(probabilities, targets)
+    if probabilities.min(initial=0.0) < 0.0 or probabilities.max(initial=0.0) > 1.0:
+        raise ConfigError("probabilities must lie in [0, 1]; pass sigmoid(logits), not logits")
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError(f"the decision threshold must lie in (0, 1), got {threshold}")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"top_k must be at least 1, got {top_k}")
     predicted = probabilities >= threshold
     if top_k is not None:
         keep = np.zeros_like(predicted)
         top = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         np.put_along_axis(keep, top, True, axis=1)
         predicted &= keep
-    evaluated = targets.any(axis=0)
-    correct = (predicted & targets).sum(axis=0)[evaluated].astype(np.float64)
-    n_predicted = predicted.sum(axis=0)[evaluated].astype(np.float64)
-    n_positive = targets.sum(axis=0)[evaluated].astype(np.float64)
-    cp = float(np.mean(np.divide(correct, n_predicted, out=np.zeros_like(correct), where=n_predicted > 0)))
-    cr = float(np.mean(correct / n_positive))
+    correct = (predicted & targets).sum(axis=0).astype(np.float64)
+    n_predicted = predicted.sum(axis=0).astype(np.float64)
+    n_positive = targets.sum(axis=0).astype(np.float64)
     op = float(correct.sum() / n_predicted.sum()) if n_predicted.sum() else 0.0
     o_r = float(correct.sum() / n_positive.sum())
+    present = n_positive > 0
+    correct, n_predicted, n_positive = correct[present], n_predicted[present], n_positive[present]
+    cp = float(np.mean(np.divide(correct, n_predicted, out=np.zeros_like(correct), where=n_predicted > 0)))
+    cr = float(np.mean(correct / n_positive))
     return {"CP": cp, "CR": cr, "CF1": _f1(cp, cr), "OP": op, "OR": o_r, "OF1": _f1(op, o_r)}
 
 
@@ -141,7 +152,7 @@ class MetricReport:
         return "\n".join(lines)
 
 
-def evaluate(
+def compute_metrics(
     probabilities: np.ndarray,
     targets: np.ndarray,
     class_names: Sequence[str],
@@ -181,4 +192,6 @@ def _check(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndar
         raise ConfigError(f"scores {scores.shape} and targets {targets.shape} must be equal 2-D shapes")
     if not np.isfinite(scores).all():
         raise ConfigError("scores contain NaN or infinity")
+    if not np.isin(targets, (0, 1)).all():
+        raise ConfigError("targets must be 0/1 (or bool); ML-GCN's -1 'difficult' encoding is not supported")
     return scores, targets.astype(bool)

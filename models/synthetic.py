@@ -103,12 +103,17 @@ def generate(spec: SyntheticSpec, output: str | os.PathLike, *, force: bool = Fa
     output = Path(output)
     if output.exists() and not force:
         raise ConfigError(f"{output} already exists; pass --force to replace it")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output} is a file; name a folder for the dataset")
     try:
-        rng = np.random.default_rng(spec.seed)
-        for split, count in (("train", spec.train), ("val", spec.val)):
-            _write_split(staging, split, count, spec, rng)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the dataset next to {output}: {exc.strerror}") from exc
+    try:
+        # One random stream per split: the validation images do not change with --train.
+        for stream, (split, count) in enumerate((("train", spec.train), ("val", spec.val))):
+            _write_split(staging, split, count, spec, np.random.default_rng([spec.seed, stream]))
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)
@@ -123,7 +128,7 @@ def _write_split(root: Path, split: str, count: int, spec: SyntheticSpec, rng: n
     folder.mkdir()
     names = SHAPES[: spec.num_classes]
     images, annotations = [], []
-    for index in tqdm(range(count), desc=f"generating {split}", unit="img", leave=False):
+    for index in tqdm(range(count), desc=f"generating {split}", unit="img", leave=False, disable=None):
         labels = _sample_labels(names, rng)
         image, boxes = _draw(labels, spec.image_size, rng)
         file_name = f"{index:06d}.jpg"

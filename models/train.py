@@ -16,13 +16,13 @@ import torch
 from . import _cli
 from .checkpoint import load_model
 from .classifier import MaskedGATClassifier, build_model
-from .coco import CLASS_ORDERS
-from .config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES, ModelConfig
+from .coco import CLASS_ORDERS, ClassOrder
+from .config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode, ModelConfig
 from .correlation import CorrelationMask
 from .correlation_sources import correlation_from_coco
 from .dataset import CocoMultiLabel
 from .errors import ConfigError
-from .training import LAST, OPTIMIZERS, SCHEDULES, TrainConfig, TrainResult, train
+from .training import LAST, OPTIMIZERS, SCHEDULES, SGD_MOMENTUM, TrainConfig, TrainResult, prepare_output, train
 from .transforms import EvalTransform, train_transform
 
 _MODEL_FLAGS = ("backbone", "image_size", "mask", "class_order", "mask_threshold", "mode", "no_gat", "backbone_weights")
@@ -45,28 +45,47 @@ def _split_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> d
     return explicit
 
 
-def new_model(args: argparse.Namespace, train_annotations: Path, seed: int) -> MaskedGATClassifier:
-    """Builds the model the flags describe, initialised under ``seed``."""
-    if args.mask is not None:
-        if args.class_order is not None:
+def new_model(
+    train_annotations: Path,
+    *,
+    backbone: str = "resnet101",
+    image_size: int = 448,
+    backbone_weights: Path | None = None,
+    mask: Path | None = None,
+    class_order: ClassOrder | None = None,
+    mask_threshold: float | None = None,
+    mode: MaskMode | None = None,
+    use_gat: bool = True,
+    seed: int = 0,
+) -> MaskedGATClassifier:
+    """A new classifier, initialised under ``seed``, in training mode.
+
+    The mask is ``mask`` (its threshold and mode unless overridden) or, without it, counted from
+    ``train_annotations`` in ``class_order`` (default alphabetical), P(j|i) > 0.1, softmax mode.
+
+    Raises:
+        ConfigError: ``class_order`` is given together with ``mask``, or a value is invalid.
+    """
+    if mask is not None:
+        if class_order is not None:
             raise ConfigError("--class-order applies to a mask counted from the annotations, not to --mask")
-        stored = CorrelationMask.load(args.mask)
-        threshold = stored.threshold if args.mask_threshold is None else args.mask_threshold
-        mask = CorrelationMask(stored.correlation, threshold, args.mode or stored.mode)
+        stored = CorrelationMask.load(mask)
+        threshold = stored.threshold if mask_threshold is None else mask_threshold
+        graph = CorrelationMask(stored.correlation, threshold, mode or stored.mode)
     else:
-        correlation = correlation_from_coco(train_annotations, args.class_order or "alphabetical")
-        threshold = DEFAULT_MASK_THRESHOLD if args.mask_threshold is None else args.mask_threshold
-        mask = CorrelationMask(correlation, threshold, args.mode or "softmax")
+        correlation = correlation_from_coco(train_annotations, class_order or "alphabetical")
+        threshold = DEFAULT_MASK_THRESHOLD if mask_threshold is None else mask_threshold
+        graph = CorrelationMask(correlation, threshold, mode or "softmax")
     config = ModelConfig(
-        num_classes=len(mask.class_names),
-        backbone=args.backbone or "resnet101",
-        image_size=args.image_size or 448,
-        mask_mode=mask.mode,
-        mask_threshold=mask.threshold,
-        use_gat=not args.no_gat,
+        num_classes=len(graph.class_names),
+        backbone=backbone,
+        image_size=image_size,
+        mask_mode=graph.mode,
+        mask_threshold=graph.threshold,
+        use_gat=use_gat,
     )
     torch.manual_seed(seed)
-    return build_model(config, mask.class_names, mask, args.backbone_weights).train()
+    return build_model(config, graph.class_names, graph, backbone_weights).train()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument(
         "--backbone-lr-scale", type=float, default=defaults.backbone_lr_scale, help="backbone lr = lr × this"
     )
-    opt.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum")
+    opt.add_argument("--momentum", type=float, help=f"SGD momentum (default: {SGD_MOMENTUM})")
     opt.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="weight decay")
     opt.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule")
     opt.add_argument("--lr-steps", type=int, nargs="*", default=[], help="step schedule: epochs where lr drops ×0.1")
@@ -128,10 +147,22 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             workers=args.workers,
         )
+        prepare_output(args.output, args.resume)  # fail before building anything
         if args.resume or args.checkpoint is not None:
             model = load_model(args.output / LAST if args.resume else args.checkpoint).train()
         else:
-            model = new_model(args, paths["train_annotations"], config.seed)
+            model = new_model(
+                paths["train_annotations"],
+                backbone=args.backbone or "resnet101",
+                image_size=448 if args.image_size is None else args.image_size,
+                backbone_weights=args.backbone_weights,
+                mask=args.mask,
+                class_order=args.class_order,
+                mask_threshold=args.mask_threshold,
+                mode=args.mode,
+                use_gat=not args.no_gat,
+                seed=config.seed,
+            )
         result = run(model, paths, config, args.output, resume=args.resume)
         print(result.report.table())
         print(f"best val mAP {100 * result.best_map:.2f}: {result.best}")

@@ -26,14 +26,15 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .classifier import MaskedGATClassifier
 from .dataset import CocoMultiLabel, collate_readable
 from .errors import CheckpointError, ConfigError
-from .evaluate import predict
-from .metrics import MetricReport, evaluate
+from .evaluation import predict
+from .metrics import MetricReport, compute_metrics
 
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step")
 LAST, BEST, HISTORY = "last.pt", "best.pt", "history.json"
+SGD_MOMENTUM = 0.9  # ML-GCN's
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class TrainConfig:
         lr: Learning rate of the head.
         backbone_lr_scale: The backbone's learning rate is ``lr`` times this (ML-GCN: 0.1).
         optimizer: ``sgd``, ``adam`` or ``adamw``.
-        momentum: SGD momentum.
+        momentum: SGD momentum (None for the default 0.9; refused with Adam/AdamW).
         weight_decay: L2 penalty (decoupled for adamw).
         schedule: ``cosine`` (to 0 over ``epochs``) or ``step`` (×0.1 at each of ``lr_steps``).
         lr_steps: Epochs at which the step schedule divides the learning rate by 10.
@@ -59,7 +60,7 @@ class TrainConfig:
     lr: float = 0.1
     backbone_lr_scale: float = 0.1
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    momentum: float = 0.9
+    momentum: float | None = None
     weight_decay: float = 1e-4
     schedule: Literal["cosine", "step"] = "cosine"
     lr_steps: tuple[int, ...] = field(default_factory=tuple)
@@ -71,10 +72,20 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("epochs and batch_size must be at least 1 and lr positive")
-        if self.lr_steps and self.schedule != "step":
-            raise ConfigError("lr_steps apply to the step schedule only; pass --schedule step")
+        checks = (
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be positive, got {self.lr}"),
+            (self.backbone_lr_scale >= 0, f"backbone lr scale must be >= 0, got {self.backbone_lr_scale}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (self.momentum is None or 0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (self.momentum is None or self.optimizer == "sgd", "momentum applies to SGD only; drop --momentum"),
+            (not self.lr_steps or self.schedule == "step", "lr steps apply to the step schedule; pass --schedule step"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,8 @@ def make_optimizer(model: MaskedGATClassifier, config: TrainConfig) -> torch.opt
         {"params": list(model.head.parameters()), "lr": config.lr},
     ]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        momentum = SGD_MOMENTUM if config.momentum is None else config.momentum
+        return torch.optim.SGD(groups, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay)
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
@@ -145,8 +157,7 @@ def train(
             raise ConfigError(
                 "the dataset's class order is not the model's; build datasets with class_names=model.class_names"
             )
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    output = prepare_output(output, resume)
     optimizer = make_optimizer(model, config)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     loss_fn = nn.MultiLabelSoftMarginLoss()
@@ -165,7 +176,7 @@ def train(
             group["lr"] = base * _schedule_factor(config, epoch)
         loss = _train_epoch(model, train_set, optimizer, loss_fn, config, epoch)
         predictions = predict(model, val_set, batch_size=max(64, config.batch_size))
-        report = evaluate(
+        report = compute_metrics(
             predictions.probabilities, predictions.targets, model.class_names, model.config.decision_threshold
         )
         entry = {
@@ -187,11 +198,11 @@ def train(
             "train_config": _plain(config),
             "optimizer": optimizer.state_dict(),
         }
-        save_checkpoint(model, output / LAST, extra={"training": state})
-        if improved:
+        if improved:  # before last.pt, whose best_map must never be ahead of best.pt on disk
             save_checkpoint(
                 model, output / BEST, extra={"training": {k: v for k, v in state.items() if k != "optimizer"}}
             )
+        save_checkpoint(model, output / LAST, extra={"training": state})
         with atomic_output(output / HISTORY) as handle:
             handle.write(json.dumps(history, indent=2).encode())
         logger.info(
@@ -205,8 +216,34 @@ def train(
             entry["seconds"],
         )
     if report is None:
-        raise ConfigError(f"{output / LAST} already finished all {config.epochs} epochs; raise --epochs to train on")
+        raise ConfigError(
+            f"{output / LAST} already finished all {config.epochs} epochs; to train on, fine-tune it with "
+            "--checkpoint in a new folder (or, for a step-schedule run, resume with more --epochs)"
+        )
     return TrainResult(output / BEST, output / LAST, best_map, history, report)
+
+
+def prepare_output(output: str | os.PathLike, resume: bool) -> Path:
+    """Creates the run folder, refusing to overwrite a run unless resuming it.
+
+    Raises:
+        ConfigError: The folder cannot be created, is a file, holds a run (without ``resume``) or
+            holds none (with ``resume``).
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output} is a file; name a folder for the run")
+    if resume and not (output / LAST).is_file():
+        raise ConfigError(f"nothing to resume: {output / LAST} does not exist")
+    if not resume and (output / LAST).exists():
+        raise ConfigError(
+            f"{output} already holds a training run; pass --resume to continue it or choose another folder"
+        )
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run folder {output}: {exc.strerror}") from exc
+    return output
 
 
 def _train_epoch(
@@ -252,9 +289,14 @@ def _restore(model: MaskedGATClassifier, optimizer: torch.optim.Optimizer, confi
     if not isinstance(state, dict) or "optimizer" not in state:
         raise CheckpointError(f"{last}: holds no training state to resume from")
     previous = state.get("train_config", {})
-    changed = sorted(k for k, v in _plain(config).items() if k != "epochs" and previous.get(k) != v)
+    # The step schedule does not depend on the length of the run, so a step run may be extended;
+    # the cosine schedule does, so its length is a setting like the others.
+    extendable = {"epochs"} if config.schedule == "step" else set()
+    changed = sorted(k for k, v in _plain(config).items() if k not in extendable and previous.get(k) != v)
     if changed:
         raise ConfigError(f"{last} was trained with other settings ({', '.join(changed)}); resume with the same ones")
+    if config.epochs != previous.get("epochs"):
+        logger.info("extending the step-schedule run from %s to %d epochs", previous.get("epochs"), config.epochs)
     if checkpoint.config != model.config or checkpoint.class_names != model.class_names:
         raise ConfigError(f"{last} holds another model configuration; resume with the model it was trained with")
     model.load_state_dict(checkpoint.state_dict)

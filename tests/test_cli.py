@@ -11,7 +11,14 @@ import pytest
 from models import summary
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["models.correlation", "models.import_seed", "models.summary"]
+COMMANDS = [
+    "models.correlation",
+    "models.evaluate",
+    "models.import_seed",
+    "models.summary",
+    "models.synthetic",
+    "models.train",
+]
 
 
 @pytest.mark.parametrize("module", COMMANDS)
@@ -44,6 +51,6 @@ def test_summary_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: py
     assert err.startswith("error: ") and "broken.pt" in err and "\n" not in err
 
 
-def test_errors_config_and_runtime_import_without_torch() -> None:
-    code = "import sys, models.errors, models.config, runtime; sys.exit('torch' in sys.modules)"
+def test_errors_config_and_runtime_preprocessing_import_without_torch() -> None:
+    code = "import sys, models.errors, models.config, runtime.preprocessing; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

@@ -64,6 +64,13 @@ def test_the_two_class_orders_differ_and_empty_images_are_skipped(tmp_path: Path
     assert dataset.skipped_unannotated > 0 and len(dataset) == 300 - dataset.skipped_unannotated
 
 
+def test_the_validation_split_does_not_depend_on_the_training_size(tmp_path: Path) -> None:
+    small = generate(SyntheticSpec(train=5, val=8, image_size=32), tmp_path / "small")
+    large = generate(SyntheticSpec(train=50, val=8, image_size=32), tmp_path / "large")
+    assert (small / "instances_val.json").read_bytes() == (large / "instances_val.json").read_bytes()
+    assert _digest(small / "val") == _digest(large / "val")
+
+
 def test_generator_refuses_bad_specs_and_an_existing_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="num_classes"):
         SyntheticSpec(num_classes=11)
@@ -71,6 +78,8 @@ def test_generator_refuses_bad_specs_and_an_existing_folder(tmp_path: Path) -> N
     assert main(["--output", str(tmp_path / "taken"), "--train", "2", "--val", "1"]) == 1
     assert main(["--output", str(tmp_path / "taken"), "--train", "2", "--val", "1", "--force"]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no staging folder left behind
+    (tmp_path / "file").write_text("x")
+    assert main(["--output", str(tmp_path / "file"), "--train", "2", "--val", "1", "--force"]) == 1
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +87,11 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate(SyntheticSpec(train=48, val=16, image_size=32, seed=1), tmp_path_factory.mktemp("data") / "small")
 
 
-def test_eval_transform_is_the_runtime_preprocessing_and_matches_torchvision(small: Path) -> None:
-    path = small / "train" / "000001.jpg"
+def test_eval_transform_is_the_runtime_preprocessing_and_matches_torchvision(small: Path, tmp_path: Path) -> None:
+    # A non-square image, so the warp (aspect not kept) is exercised.
+    with Image.open(small / "train" / "000001.jpg") as square:
+        square.crop((0, 4, 32, 22)).save(tmp_path / "wide.png")
+    path = tmp_path / "wide.png"
     with Image.open(path) as image:
         ours = EvalTransform(ModelConfig(len(SHAPES), image_size=48))(image.convert("RGB"))
         reference = v2.Compose(

@@ -11,6 +11,7 @@ import torchvision
 
 from models import evaluate as evaluate_cli
 from models import train as train_cli
+from models import training
 from models.checkpoint import load_model, read_checkpoint
 from models.classifier import build_model
 from models.config import ModelConfig
@@ -49,15 +50,31 @@ def test_training_writes_best_last_and_history(data: Path, tmp_path: Path, capsy
     assert read_checkpoint(tmp_path / "run" / "last.pt").extra["training"]["epoch"] == 2
 
 
-def test_training_is_deterministic_and_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
-    assert _train(data, tmp_path / "a", *TINY, "--epochs", "2") == 0
-    assert _train(data, tmp_path / "b", *TINY, "--epochs", "2") == 0
+def test_training_is_deterministic_and_an_interrupted_run_resumes_exactly(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ML-GCN's default SGD with momentum, cosine schedule over 3 epochs.
+    sgd = ["--backbone", "resnet18", "--image-size", "32", "--batch-size", "16", "--lr", "0.01", "--epochs", "3"]
+    assert _train(data, tmp_path / "a", *sgd) == 0
+    assert _train(data, tmp_path / "b", *sgd) == 0
     assert _states_equal(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")
-    assert _train(data, tmp_path / "c", *TINY, "--epochs", "1") == 0
-    resume = ["--resume", "--epochs", "2", "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "16"]
-    assert _train(data, tmp_path / "c", *resume) == 0
+
+    real_epoch = training._train_epoch
+
+    def interrupted(model, dataset, optimizer, loss_fn, config, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(model, dataset, optimizer, loss_fn, config, epoch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_train_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            _train(data, tmp_path / "c", *sgd)
+    assert read_checkpoint(tmp_path / "c" / "last.pt").extra["training"]["epoch"] == 2
+    assert _train(data, tmp_path / "c", "--resume", *sgd[-6:]) == 0
     assert _states_equal(tmp_path / "a" / "last.pt", tmp_path / "c" / "last.pt")
-    assert len(json.loads((tmp_path / "c" / "history.json").read_text())) == 2
+    assert _states_equal(tmp_path / "a" / "best.pt", tmp_path / "c" / "best.pt")
+    assert len(json.loads((tmp_path / "c" / "history.json").read_text())) == 3
 
 
 def test_a_run_is_never_overwritten_or_resumed_with_other_settings(data: Path, tmp_path: Path, capsys) -> None:
@@ -65,11 +82,41 @@ def test_a_run_is_never_overwritten_or_resumed_with_other_settings(data: Path, t
     capsys.readouterr()
     assert _train(data, tmp_path / "run", *TINY, "--epochs", "1") == 1
     assert "pass --resume" in capsys.readouterr().err
-    assert _train(data, tmp_path / "run", "--resume", "--epochs", "2", "--lr", "0.5") == 1
-    assert "other settings" in capsys.readouterr().err
+    same = ["--optimizer", "adam", "--lr", "1e-3", "--batch-size", "16"]
+    assert _train(data, tmp_path / "run", "--resume", "--epochs", "1", *same, "--lr", "0.5") == 1
+    assert "other settings (lr)" in capsys.readouterr().err
+    assert _train(data, tmp_path / "run", "--resume", "--epochs", "2", *same) == 1
+    assert "other settings (epochs)" in capsys.readouterr().err  # the cosine schedule depends on it
+    assert _train(data, tmp_path / "nothing", "--resume", "--epochs", "1") == 1
+    assert "nothing to resume" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         _train(data, tmp_path / "other", "--resume", "--backbone", "resnet18")
     assert usage.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--image-size", "0"], "image_size must be at least 32"),
+        (["--optimizer", "adam", "--momentum", "0.5"], "momentum applies to SGD only"),
+        (["--backbone-lr-scale", "-1"], "backbone lr scale"),
+        (["--workers", "-1"], "workers"),
+        (["--weight-decay", "-1"], "weight decay"),
+        (["--lr-steps", "3"], "step schedule"),
+    ],
+)
+def test_invalid_settings_are_refused_before_training(
+    data: Path, tmp_path: Path, capsys, flags: list[str], message: str
+) -> None:
+    assert _train(data, tmp_path / "run", "--backbone", "resnet18", *flags) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_an_output_that_is_a_file_is_refused_before_building(data: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "taken").write_text("x")
+    assert _train(data, tmp_path / "taken", *TINY) == 1
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_fine_tuning_a_checkpoint_and_evaluating_it(data: Path, tmp_path: Path, capsys) -> None:
@@ -77,6 +124,18 @@ def test_fine_tuning_a_checkpoint_and_evaluating_it(data: Path, tmp_path: Path, 
     best = tmp_path / "base" / "best.pt"
     assert not load_model(best).config.use_gat
     assert _train(data, tmp_path / "tuned", "--checkpoint", str(best), "--epochs", "1", "--lr", "1e-4") == 0
+    for bad, message in ((["--threshold", "7"], "(0, 1)"), (["--batch-size", "0"], "at least 1")):
+        bad_argv = [
+            "--checkpoint",
+            str(best),
+            "--annotations",
+            str(data / "instances_val.json"),
+            "--images",
+            str(data / "val"),
+            *bad,
+        ]
+        assert evaluate_cli.main(bad_argv) == 1
+        assert message in capsys.readouterr().err
     report = tmp_path / "report.json"
     argv = [
         "--checkpoint",
