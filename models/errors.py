@@ -41,3 +41,11 @@ class UnsafePickleError(InputFileError):
 
 class ClassNamesMismatchError(DeployError):
     """Two class lists that must describe the same classes do not."""
+
+
+class ExportError(DeployError):
+    """An artifact could not be built or failed a structural check."""
+
+
+class ParityError(DeployError):
+    """A candidate artifact's outputs are not close enough to the eager model's."""

@@ -120,7 +120,10 @@ class MaskedGATLayer(nn.Module):
         else:
             # A finite fill: exp(fill - row max) is exactly 0 and, with self-loops on the
             # diagonal, no row is all-masked, so no NaN.
-            attention = torch.softmax(logits.masked_fill(~self.mask, torch.finfo(dtype).min), dim=-1)
+            # torch.where on the mask itself (not masked_fill on ~mask) keeps the exported graph's
+            # constant equal to the checkpoint's mask.
+            fill = torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=logits.device)
+            attention = torch.softmax(torch.where(self.mask, logits, fill), dim=-1)
         return attention.to(out_dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

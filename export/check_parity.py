@@ -1,0 +1,166 @@
+"""``python -m export.check_parity``: the eager FP32 model against a candidate, gated.
+
+Candidates:
+- an ``.onnx`` graph, run here with ONNX Runtime (its precision read from its metadata);
+- a ``polygraphy run --save-outputs`` JSON (with ``--polygraphy-inputs``, the ``--save-inputs``
+  file of the same run), so a run made on a GPU machine, e.g. of a TensorRT plan, is compared here.
+``--write-inputs F`` writes this command's inputs in Polygraphy's format, for
+``polygraphy run M.plan --trt --load-inputs F --save-outputs out.json`` on that machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from models import _cli
+from models._io import atomic_output
+from models.checkpoint import load_model
+from models.classifier import MaskedGATClassifier
+from models.errors import ClassNamesMismatchError, ConfigError
+
+from .metadata import read_metadata
+from .parity import TOLERANCES, GateError, ParityReport, compare, tolerances
+from .parity_inputs import (
+    ParityInputs,
+    coco_inputs,
+    eager_logits,
+    folder_inputs,
+    onnx_logits,
+    polygraphy_run,
+    random_inputs,
+)
+from .to_onnx import parse_tolerances
+
+
+def select_inputs(model: MaskedGATClassifier, images: Path | None, annotations: Path | None, count: int | None):
+    """The parity inputs the flags name: a labelled split, an image folder, or random images."""
+    if annotations is not None:
+        if images is None:
+            raise ConfigError("--annotations needs --images, the folder its file names are relative to")
+        return coco_inputs(model, annotations, images)
+    if images is not None:
+        return folder_inputs(model, images)
+    return random_inputs(model, count or 8)
+
+
+def check_parity(
+    checkpoint: str | os.PathLike,
+    candidate: str | os.PathLike,
+    *,
+    inputs: ParityInputs | None = None,
+    polygraphy_inputs: str | os.PathLike | None = None,
+    precision: str | None = None,
+    tolerance_overrides: dict[str, float] | None = None,
+) -> tuple[ParityReport, np.ndarray, np.ndarray]:
+    """Runs both sides and gates; returns the report and the two logit arrays.
+
+    Raises:
+        ConfigError: The candidate's kind is unknown or its inputs are missing.
+        ClassNamesMismatchError: An ONNX candidate was built for other classes.
+    """
+    model = load_model(checkpoint)
+    candidate = Path(candidate)
+    targets = None
+    if candidate.suffix == ".onnx":
+        metadata = read_metadata(onnx.load(str(candidate), load_external_data=False))
+        if tuple(metadata.get("class_names", ())) != model.class_names:
+            raise ClassNamesMismatchError(f"{candidate} was built for other class names than {checkpoint}")
+        precision = precision or metadata.get("precision", "fp32")
+        inputs = inputs or random_inputs(model, 8)
+        images, targets = inputs.images, inputs.targets
+        logits = onnx_logits(candidate, images, batch=int(metadata.get("batch", {}).get("max", 16)))
+    elif candidate.suffix == ".json":
+        if polygraphy_inputs is None:
+            raise ConfigError("a polygraphy outputs file needs --polygraphy-inputs, the --save-inputs file of its run")
+        images, logits = polygraphy_run(candidate, polygraphy_inputs)
+    elif candidate.suffix == ".plan":
+        raise ConfigError(
+            "TensorRT plans run on a GPU machine: write inputs with --write-inputs, run `polygraphy run M.plan "
+            "--trt --load-inputs inputs.json --save-inputs inputs.json --save-outputs out.json` there, and pass "
+            "out.json here with --polygraphy-inputs inputs.json"
+        )
+    else:
+        raise ConfigError(f"{candidate}: a candidate is an .onnx graph or a polygraphy outputs .json")
+    reference = eager_logits(model, images)
+    limits = tolerances(precision or "fp32", tolerance_overrides)
+    report = compare(
+        reference,
+        logits,
+        precision=precision or "fp32",
+        threshold=model.config.decision_threshold,
+        limits=limits,
+        targets=targets,
+        class_names=model.class_names,
+    )
+    return report, reference, logits
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m export.check_parity``: print the parity table; exit 1 when the gate fails."""
+    parser = _cli.parser("python -m export.check_parity", "Compare a candidate artifact with the eager model.")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="the reference checkpoint (.pt)")
+    parser.add_argument("--candidate", type=Path, help="an .onnx graph, or a polygraphy --save-outputs .json")
+    source = parser.add_argument_group("inputs (default: 8 random images)")
+    source.add_argument("--images", type=Path, help="an image folder (with --annotations: the split's images)")
+    source.add_argument("--annotations", type=Path, help="COCO instances JSON: adds both mAPs and their difference")
+    source.add_argument("--random", type=int, help="this many random images")
+    source.add_argument("--polygraphy-inputs", type=Path, help="the --save-inputs file of a polygraphy run")
+    parser.add_argument("--precision", choices=sorted(TOLERANCES), help="limits to apply (default: the artifact's)")
+    parser.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="loosen (or tighten) one limit explicitly, e.g. prob_abs=0.02",
+    )
+    parser.add_argument("--report", type=Path, help="write the report as JSON")
+    parser.add_argument("--plot", type=Path, help="draw |Δprob| against the reference probability (PNG)")
+    parser.add_argument("--write-inputs", type=Path, help="only write the inputs in polygraphy's format, then exit")
+    args = parser.parse_args(argv)
+    if args.random is not None and (args.images or args.annotations):
+        parser.error("--random cannot be combined with --images/--annotations")
+    if args.polygraphy_inputs and (args.images or args.annotations or args.random):
+        parser.error("a polygraphy run brings its own inputs; drop --images/--annotations/--random")
+    if (args.candidate is None) == (args.write_inputs is None):
+        parser.error("give exactly one of --candidate and --write-inputs")
+
+    def body() -> None:
+        model_inputs = None
+        if args.polygraphy_inputs is None:
+            model_inputs = select_inputs(load_model(args.checkpoint), args.images, args.annotations, args.random)
+        if args.write_inputs is not None:
+            from polygraphy.json import save_json
+
+            save_json([{"images": image[None]} for image in model_inputs.images], str(args.write_inputs))
+            print(f"wrote {model_inputs.source} to {args.write_inputs}")
+            return
+        report, reference, logits = check_parity(
+            args.checkpoint,
+            args.candidate,
+            inputs=model_inputs,
+            polygraphy_inputs=args.polygraphy_inputs,
+            precision=args.precision,
+            tolerance_overrides=parse_tolerances(args.tolerance),
+        )
+        print(report.table())
+        if args.report is not None:
+            document = {"checkpoint": str(args.checkpoint), "candidate": str(args.candidate), **report.to_dict()}
+            with atomic_output(args.report) as handle:
+                handle.write(json.dumps(document, indent=2).encode())
+        if args.plot is not None:
+            from .parity_plot import plot_parity
+
+            plot_parity(reference, logits, report, args.plot)
+        if not report.passed:
+            raise GateError(f"{args.candidate} fails the {report.precision} parity gate", report)
+
+    return _cli.run(body, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

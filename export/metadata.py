@@ -1,0 +1,96 @@
+"""What an artifact says about itself: ONNX ``metadata_props`` and the JSON manifest beside it.
+
+Both carry the same facts, so a deployment can check an artifact without opening it, and the
+runtime can read preprocessing, class names and threshold from either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from models._io import atomic_output, sha256_file
+from models.classifier import MaskedGATClassifier
+
+MANIFEST_SUFFIX = ".json"
+FORMAT_VERSION = 1
+
+
+def mask_sha256(mask: np.ndarray) -> str:
+    """sha256 of the mask as row-major bytes of a bool [N, N] array."""
+    return hashlib.sha256(np.ascontiguousarray(mask, dtype=bool).tobytes()).hexdigest()
+
+
+def artifact_facts(
+    model: MaskedGATClassifier, checkpoint: str | os.PathLike, *, precision: str, opset: int, max_batch: int
+) -> dict[str, Any]:
+    """The facts every artifact built from ``model`` records."""
+    import onnxscript
+    import torch
+
+    config = model.config
+    return {
+        "format_version": FORMAT_VERSION,
+        "precision": precision,
+        "class_names": list(model.class_names),
+        "image_size": config.image_size,
+        "input": {"name": "images", "shape": ["batch", 3, config.image_size, config.image_size], "dtype": "float32"},
+        "output": {"name": "logits", "shape": ["batch", config.num_classes], "dtype": "float32"},
+        "batch": {"min": 1, "max": max_batch},
+        "preprocessing": config.to_dict()["preprocessing"],
+        "decision_threshold": config.decision_threshold,
+        "mask_mode": config.mask_mode,
+        "mask_threshold": config.mask_threshold,
+        "mask_sha256": mask_sha256(model.mask.cpu().numpy()),
+        "source_checkpoint": str(checkpoint),
+        "source_checkpoint_sha256": sha256_file(checkpoint),
+        "model_config": config.to_dict(),
+        "opset": opset,
+        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__},
+    }
+
+
+def set_metadata(model: onnx.ModelProto, facts: Mapping[str, Any]) -> None:
+    """Replaces ``model``'s metadata_props with ``facts`` (non-string values JSON-encoded)."""
+    del model.metadata_props[:]
+    for key, value in facts.items():
+        model.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
+    """Inverse of :func:`set_metadata`."""
+    result: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        try:
+            result[prop.key] = json.loads(prop.value)
+        except json.JSONDecodeError:
+            result[prop.key] = prop.value
+    return result
+
+
+def manifest_path(artifact: str | os.PathLike) -> Path:
+    """``M.onnx`` → ``M.onnx.json``."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + MANIFEST_SUFFIX)
+
+
+def write_manifest(artifact: str | os.PathLike, facts: Mapping[str, Any], *, force: bool) -> Path:
+    """Writes the manifest beside ``artifact``: ``facts`` plus the artifact's own sha256 and size."""
+    artifact = Path(artifact)
+    document = {
+        **facts,
+        "artifact": artifact.name,
+        "artifact_sha256": sha256_file(artifact),
+        "artifact_bytes": artifact.stat().st_size,
+    }
+    path = manifest_path(artifact)
+    with atomic_output(path, force=force) as handle:
+        handle.write(json.dumps(document, indent=2).encode())
+    return path

@@ -1,0 +1,117 @@
+"""Inputs for parity checks and the logits of each side on them.
+
+Inputs always go through the one preprocessing definition (``runtime.preprocessing``), so the
+comparison is on the tensors a deployment would see.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.class_names import permutation
+from models.classifier import MaskedGATClassifier
+from models.coco import read_coco_labels
+from models.errors import InputFileError
+from runtime.preprocessing import preprocess
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class ParityInputs:
+    """Preprocessed images [B, 3, S, S] float32, with labels [B, N] when known."""
+
+    images: np.ndarray
+    targets: np.ndarray | None = None
+    source: str = ""
+
+
+def random_inputs(model: MaskedGATClassifier, count: int, seed: int = 0) -> ParityInputs:
+    """``count`` random RGB images (smooth blobs plus noise), preprocessed as for the model."""
+    rng = np.random.default_rng(seed)
+    size = model.config.image_size
+    images = []
+    for _ in range(count):
+        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        smooth = np.kron(coarse, np.ones((size // 4 + 1, size // 4 + 1, 1), dtype=np.uint8))[:size, :size]
+        noisy = np.clip(smooth.astype(np.int16) + rng.integers(-30, 31, smooth.shape), 0, 255).astype(np.uint8)
+        images.append(preprocess(noisy, size, model.config.preprocessing))
+    return ParityInputs(np.stack(images), source=f"{count} random images (seed {seed})")
+
+
+def folder_inputs(model: MaskedGATClassifier, folder: str | os.PathLike) -> ParityInputs:
+    """Every image file in ``folder`` (sorted by name), preprocessed."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not files:
+        raise InputFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+    config = model.config
+    return ParityInputs(
+        np.stack([preprocess(p, config.image_size, config.preprocessing) for p in files]),
+        source=f"{len(files)} images from {folder}",
+    )
+
+
+def coco_inputs(model: MaskedGATClassifier, annotations: str | os.PathLike, images: str | os.PathLike) -> ParityInputs:
+    """A labelled COCO-format split, labels in the model's class order."""
+    labels = read_coco_labels(annotations, "alphabetical")
+    order = permutation(labels.class_names, model.class_names, f"{annotations} categories")
+    targets = labels.labels if order is None else labels.labels[:, order]
+    config = model.config
+    arrays = [preprocess(Path(images) / name, config.image_size, config.preprocessing) for name in labels.file_names]
+    return ParityInputs(np.stack(arrays), targets, source=f"{len(arrays)} labelled images from {annotations}")
+
+
+@torch.inference_mode()
+def eager_logits(model: MaskedGATClassifier, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """The eager FP32 model's logits on preprocessed ``images``."""
+    model = model.eval().float()
+    return np.concatenate(
+        [model(torch.from_numpy(images[i : i + batch])).numpy() for i in range(0, len(images), batch)]
+    )
+
+
+def onnx_logits(path: str | os.PathLike, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """An ONNX graph's logits under ONNX Runtime (CPU), in batches of at most ``batch``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images), batch)])
+
+
+def polygraphy_run(outputs: str | os.PathLike, inputs: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Images and logits of a ``polygraphy run --save-inputs/--save-outputs`` pair (first runner).
+
+    Polygraphy's JSON stores arrays with ``np.save(allow_pickle=False)``; nothing is unpickled.
+
+    Raises:
+        InputFileError: A file is missing or holds no ``images`` input / ``logits`` output.
+    """
+    from polygraphy.comparator import RunResults
+    from polygraphy.json import load_json
+
+    for path in (outputs, inputs):
+        if not Path(path).is_file():
+            raise InputFileError(f"polygraphy file not found: {path}")
+    try:
+        results = RunResults.load(str(outputs))
+        feeds = load_json(str(inputs))
+        runner, iterations = next(iter(results.items()))
+        logits = np.concatenate([np.asarray(iteration["logits"]) for iteration in iterations])
+        images = np.concatenate([np.asarray(feed["images"]) for feed in feeds])
+    except (KeyError, StopIteration, TypeError, ValueError) as exc:
+        raise InputFileError(
+            f"{outputs} / {inputs}: expected polygraphy run results with an 'images' input and a 'logits' "
+            f"output ({exc!r})"
+        ) from exc
+    if len(images) != len(logits):
+        raise InputFileError(f"{inputs} holds {len(images)} images but {outputs} ({runner}) {len(logits)} results")
+    return images.astype(np.float32), logits

@@ -1,0 +1,216 @@
+"""``python -m export.to_onnx``: checkpoint → ONNX (FP32, or the FP16 graph), checked and gated.
+
+The graph has one input ``images`` [batch, 3, S, S] and one output ``logits`` [batch, N], the batch
+dynamic up to ``--max-batch``, the co-occurrence mask a constant. After export: ONNX's full
+checker, strict shape inference, the mask check, metadata, and the parity gate against the eager
+model. Everything is built in a staging folder and moved into place only when all of it passed,
+so a failure leaves no artifact behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+
+from models import _cli
+from models.checkpoint import load_model
+from models.classifier import MaskedGATClassifier
+from models.errors import ConfigError, ExportError
+
+from .metadata import artifact_facts, manifest_path, set_metadata, write_manifest
+from .onnx_checks import check_model, find_mask_constant
+from .parity import GateError, ParityReport, compare, tolerances
+from .parity_inputs import eager_logits, onnx_logits, random_inputs
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 18
+DEFAULT_MAX_BATCH = 32
+PRECISIONS = ("fp32", "fp16")
+_PROTOBUF_LIMIT = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the artifact went and how it compared with the eager model."""
+
+    path: Path
+    manifest: Path
+    parity: ParityReport
+    seconds: float
+
+
+def export_graph(model: MaskedGATClassifier, path: Path, *, opset: int, max_batch: int) -> onnx.ModelProto:
+    """Exports ``model`` with torch's dynamo exporter (batch dimension dynamic) and loads it back."""
+    size = model.config.image_size
+    example = torch.zeros(min(2, max_batch), 3, size, size)
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        program = torch.onnx.export(
+            model.eval(),
+            (example,),
+            dynamo=True,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes={"images": {0: batch}},
+            opset_version=opset,
+            external_data=False,
+            optimize=True,
+        )
+        program.save(str(path), external_data=False)
+    logger.debug("exporter output:\n%s", log.getvalue())
+    return onnx.load(str(path))
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    precision: str = "fp32",
+    opset: int = DEFAULT_OPSET,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    parity_samples: int = 8,
+    tolerance_overrides: Mapping[str, float] | None = None,
+    external_data: bool = False,
+    force: bool = False,
+) -> ExportResult:
+    """Exports, checks and gates an artifact; see the module docstring.
+
+    Raises:
+        ConfigError: Bad arguments, an existing output without ``force``, an unwritable folder.
+        CheckpointError: The checkpoint cannot be read.
+        ExportError: The graph fails a structural check.
+        ParityError: The graph fails the parity gate (its report is the message).
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    _check_arguments(output, precision, opset, max_batch, parity_samples, force)
+    limits = tolerances(precision, tolerance_overrides)
+    model = load_model(checkpoint)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as staging:
+        staged = Path(staging) / output.name
+        graph = export_graph(model, Path(staging) / "fp32.onnx", opset=opset, max_batch=max_batch)
+        if precision == "fp16":
+            from .fp16 import to_fp16
+
+            graph = to_fp16(graph)
+        graph = check_model(graph)
+        find_mask_constant(graph, model.mask.cpu().numpy(), model.config.mask_mode)
+        facts = artifact_facts(model, checkpoint, precision=precision, opset=opset, max_batch=max_batch)
+        set_metadata(graph, facts)
+        if graph.ByteSize() > _PROTOBUF_LIMIT and not external_data:
+            raise ExportError("the graph exceeds protobuf's 2 GB limit; pass --external-data")
+        onnx.save(graph, str(staged), save_as_external_data=external_data, location=output.name + ".data")
+
+        inputs = random_inputs(model, parity_samples)
+        reference = eager_logits(model, inputs.images)
+        report = compare(
+            reference,
+            onnx_logits(staged, inputs.images, batch=max_batch),
+            precision=precision,
+            threshold=model.config.decision_threshold,
+            limits=limits,
+        )
+        single = compare(
+            reference[:1],
+            onnx_logits(staged, inputs.images[:1], batch=1),
+            precision=precision,
+            threshold=model.config.decision_threshold,
+            limits=limits,
+        )
+        for failed in (r for r in (report, single) if not r.passed):
+            raise GateError(f"{output.name} was not written: it fails the {precision} parity gate", failed)
+        for staged_file in Path(staging).iterdir():
+            if staged_file.name.startswith(output.name):
+                os.replace(staged_file, output.parent / staged_file.name)
+    manifest = write_manifest(output, {**facts, "parity": report.to_dict()}, force=True)
+    return ExportResult(output, manifest, report, time.perf_counter() - started)
+
+
+def _check_arguments(output: Path, precision: str, opset: int, max_batch: int, samples: int, force: bool) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if output.suffix != ".onnx":
+        raise ConfigError(f"{output}: the output must end in .onnx")
+    if (output.exists() or manifest_path(output).exists()) and not force:
+        raise ConfigError(f"{output} (or its manifest) already exists; pass --force to replace it")
+    if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
+        raise ConfigError(f"cannot write to {output.parent}: not a writable folder")
+    if not 17 <= opset <= 23:
+        raise ConfigError(f"opset {opset} is outside the supported 17..23")
+    if max_batch < 1 or samples < 1:
+        raise ConfigError("--max-batch and --parity-samples must be at least 1")
+
+
+def parse_tolerances(values: list[str]) -> dict[str, float]:
+    """``["prob_abs=0.02", ...]`` → ``{"prob_abs": 0.02}``."""
+    result = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        try:
+            result[name] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--tolerance takes NAME=VALUE, got {value!r}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m export.to_onnx``: export, check and gate; exit 1 when a check or the gate fails."""
+    parser = _cli.parser("python -m export.to_onnx", "Export a checkpoint to ONNX, checked and parity-gated.")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="project checkpoint (.pt)")
+    parser.add_argument("--output", type=Path, required=True, help="ONNX file to write (.onnx)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32, or the FP16 graph")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="largest batch the graph accepts")
+    parser.add_argument("--parity-samples", type=int, default=8, help="random images for the parity gate")
+    parser.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="loosen (or tighten) one parity limit explicitly, e.g. prob_abs=0.02",
+    )
+    parser.add_argument("--external-data", action="store_true", help="store weights in a .data file beside the graph")
+    parser.add_argument("--force", action="store_true", help="replace an existing output")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        try:
+            result = export_onnx(
+                args.checkpoint,
+                args.output,
+                precision=args.precision,
+                opset=args.opset,
+                max_batch=args.max_batch,
+                parity_samples=args.parity_samples,
+                tolerance_overrides=parse_tolerances(args.tolerance),
+                external_data=args.external_data,
+                force=args.force,
+            )
+        except GateError as exc:
+            print(exc.report.table())
+            raise
+        print(result.parity.table())
+        print(
+            f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB) and {result.manifest} "
+            f"in {result.seconds:.1f} s"
+        )
+
+    return _cli.run(body, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
