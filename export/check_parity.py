@@ -21,9 +21,9 @@ from models import _cli
 from models._io import atomic_output
 from models.checkpoint import load_model
 from models.classifier import MaskedGATClassifier
-from models.errors import ClassNamesMismatchError, ConfigError
+from models.errors import ClassNamesMismatchError, ConfigError, InputFileError
 
-from .metadata import read_metadata
+from .metadata import graph_precision, mismatched_facts, read_metadata
 from .parity import TOLERANCES, GateError, ParityReport, compare, tolerances
 from .parity_inputs import (
     ParityInputs,
@@ -45,7 +45,7 @@ def select_inputs(model: MaskedGATClassifier, images: Path | None, annotations: 
         return coco_inputs(model, annotations, images)
     if images is not None:
         return folder_inputs(model, images)
-    return random_inputs(model, count or 8)
+    return random_inputs(model, 8 if count is None else count)
 
 
 def check_parity(
@@ -67,10 +67,21 @@ def check_parity(
     candidate = Path(candidate)
     targets = None
     if candidate.suffix == ".onnx":
-        metadata = read_metadata(onnx.load(str(candidate), load_external_data=False))
+        graph = _load_graph(candidate)
+        metadata = read_metadata(graph)
         if tuple(metadata.get("class_names", ())) != model.class_names:
             raise ClassNamesMismatchError(f"{candidate} was built for other class names than {checkpoint}")
-        precision = precision or metadata.get("precision", "fp32")
+        mismatched = mismatched_facts(metadata, model)
+        if mismatched:
+            raise ConfigError(
+                f"{candidate} records other {', '.join(mismatched)} than {checkpoint}; "
+                "it was not exported from this checkpoint: export it again"
+            )
+        # The limits follow what the graph is, never only what its metadata says it is.
+        content = graph_precision(graph)
+        if metadata.get("precision", content) != content:
+            raise ConfigError(f"{candidate} is labelled {metadata.get('precision')} but its graph is {content}")
+        precision = precision or content
         inputs = inputs or random_inputs(model, 8)
         images, targets = inputs.images, inputs.targets
         logits = onnx_logits(candidate, images, batch=int(metadata.get("batch", {}).get("max", 16)))
@@ -78,6 +89,11 @@ def check_parity(
         if polygraphy_inputs is None:
             raise ConfigError("a polygraphy outputs file needs --polygraphy-inputs, the --save-inputs file of its run")
         images, logits = polygraphy_run(candidate, polygraphy_inputs)
+        size = model.config.image_size
+        if images.shape[1:] != (3, size, size):
+            raise InputFileError(
+                f"{polygraphy_inputs}: images of shape {images.shape[1:]}, the model takes (3, {size}, {size})"
+            )
     elif candidate.suffix == ".plan":
         raise ConfigError(
             "TensorRT plans run on a GPU machine: write inputs with --write-inputs, run `polygraphy run M.plan "
@@ -100,6 +116,15 @@ def check_parity(
     return report, reference, logits
 
 
+def _load_graph(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise InputFileError(f"candidate not found: {path}")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises several types for a file that is not ONNX
+        raise InputFileError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m export.check_parity``: print the parity table; exit 1 when the gate fails."""
     parser = _cli.parser("python -m export.check_parity", "Compare a candidate artifact with the eager model.")
@@ -110,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--annotations", type=Path, help="COCO instances JSON: adds both mAPs and their difference")
     source.add_argument("--random", type=int, help="this many random images")
     source.add_argument("--polygraphy-inputs", type=Path, help="the --save-inputs file of a polygraphy run")
-    parser.add_argument("--precision", choices=sorted(TOLERANCES), help="limits to apply (default: the artifact's)")
+    parser.add_argument(
+        "--precision",
+        choices=sorted(TOLERANCES),
+        help="limits to apply (default: what an .onnx graph's content is; fp32 for polygraphy outputs)",
+    )
     parser.add_argument(
         "--tolerance",
         action="append",
@@ -122,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="draw |Δprob| against the reference probability (PNG)")
     parser.add_argument("--write-inputs", type=Path, help="only write the inputs in polygraphy's format, then exit")
     args = parser.parse_args(argv)
+    if args.random is not None and args.random < 1:
+        parser.error("--random needs at least 1 image")
     if args.random is not None and (args.images or args.annotations):
         parser.error("--random cannot be combined with --images/--annotations")
     if args.polygraphy_inputs and (args.images or args.annotations or args.random):
@@ -134,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.polygraphy_inputs is None:
             model_inputs = select_inputs(load_model(args.checkpoint), args.images, args.annotations, args.random)
         if args.write_inputs is not None:
-            from polygraphy.json import save_json
+            from polygraphy.json import to_json
 
-            save_json([{"images": image[None]} for image in model_inputs.images], str(args.write_inputs))
+            with atomic_output(args.write_inputs, force=False) as handle:
+                handle.write(to_json([{"images": image[None]} for image in model_inputs.images]).encode())
             print(f"wrote {model_inputs.source} to {args.write_inputs}")
             return
         report, reference, logits = check_parity(

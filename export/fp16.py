@@ -79,7 +79,17 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     _restore_fp32_constants(converted, fp32_constants)
     _remove_fp16_round_trips(converted)
     _restore_fp32_outputs(converted, float_outputs)
+    _drop_stale_value_info(converted)
     return converted
+
+
+def _drop_stale_value_info(model: onnx.ModelProto) -> None:
+    """Type annotations of tensors the repairs removed (shape inference re-creates the rest)."""
+    graph = model.graph
+    alive = {name for node in graph.node for name in (*node.input, *node.output)}
+    kept = [v for v in graph.value_info if v.name in alive]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
 
 
 def _casts_to(node: onnx.NodeProto, dtype: int) -> bool:
@@ -119,6 +129,8 @@ def _remove_fp16_round_trips(model: onnx.ModelProto) -> None:
         ups = readers.get(half, [])
         if not ups or half in outputs or not all(_casts_to(up, onnx.TensorProto.FLOAT) for up in ups):
             continue
+        if any(up.output[0] in outputs for up in ups):
+            continue
         for up in ups:
             _rename_uses(graph, up.output[0], down.input[0])
             graph.node.remove(up)
@@ -132,16 +144,12 @@ def _restore_fp32_outputs(model: onnx.ModelProto, names: set[str]) -> None:
     for output in graph.output:
         if output.name not in names or output.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
             continue
-        producer = next(node for node in graph.node if output.name in node.output)
-        to = next((a.i for a in producer.attribute if a.name == "to"), None)
-        if producer.op_type != "Cast" or to != onnx.TensorProto.FLOAT16:
+        producer = next((node for node in graph.node if output.name in node.output), None)
+        if producer is None or not _casts_to(producer, onnx.TensorProto.FLOAT16):
             raise ExportError(f"the FP16 converter left output {output.name!r} in FP16; cannot restore FP32 I/O")
         source = producer.input[0]
         graph.node.remove(producer)
         for node in graph.node:
             node.output[:] = [output.name if name == source else name for name in node.output]
             node.input[:] = [output.name if name == source else name for name in node.input]
-        kept = [v for v in graph.value_info if v.name != source]
-        del graph.value_info[:]
-        graph.value_info.extend(kept)
         output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT

@@ -94,3 +94,30 @@ def write_manifest(artifact: str | os.PathLike, facts: Mapping[str, Any], *, for
     with atomic_output(path, force=force) as handle:
         handle.write(json.dumps(document, indent=2).encode())
     return path
+
+
+def graph_precision(model: onnx.ModelProto) -> str:
+    """The precision a graph's content shows: ``int8`` (Q/DQ nodes), ``fp16`` (FP16 weights) or ``fp32``."""
+    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node):
+        return "int8"
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+# Facts a deployment reads from the artifact; each must match the checkpoint it is compared with.
+SERVING_FACTS = ("class_names", "image_size", "preprocessing", "decision_threshold", "mask_mode", "mask_sha256")
+
+
+def mismatched_facts(metadata: Mapping[str, Any], model: MaskedGATClassifier) -> list[str]:
+    """Names of the serving facts in ``metadata`` that differ from ``model``'s (missing ones included)."""
+    config = model.config
+    expected = {
+        "class_names": list(model.class_names),
+        "image_size": config.image_size,
+        "preprocessing": config.to_dict()["preprocessing"],
+        "decision_threshold": config.decision_threshold,
+        "mask_mode": config.mask_mode,
+        "mask_sha256": mask_sha256(model.mask.cpu().numpy()),
+    }
+    return [key for key in SERVING_FACTS if metadata.get(key) != expected[key]]

@@ -165,6 +165,8 @@ def compare(
     candidate = np.asarray(candidate, dtype=np.float64)
     if reference.shape != candidate.shape or reference.ndim != 2:
         raise ConfigError(f"reference {reference.shape} and candidate {candidate.shape} logits differ in shape")
+    if reference.size == 0:
+        raise ConfigError("no outputs to compare: the inputs hold no image")
     with np.errstate(all="ignore"):
         delta = np.abs(candidate - reference)
         scale = np.maximum(np.abs(reference).max(axis=1, keepdims=True), 1e-12)

@@ -82,9 +82,22 @@ def onnx_logits(path: str | os.PathLike, images: np.ndarray, batch: int = 16) ->
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images), batch)])
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return np.concatenate(
+            [session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images), batch)]
+        )
+    except _ort_errors() as exc:
+        raise InputFileError(f"{path}: ONNX Runtime cannot run it ({str(exc).splitlines()[0]})") from exc
+
+
+def _ort_errors() -> tuple[type[Exception], ...]:
+    """ONNX Runtime's load and run errors (they derive from Exception only)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented")
+    return tuple(getattr(state, name) for name in names if hasattr(state, name))
 
 
 def polygraphy_run(outputs: str | os.PathLike, inputs: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,8 @@ def export_graph(model: MaskedGATClassifier, path: Path, *, opset: int, max_batc
     """Exports ``model`` with torch's dynamo exporter (batch dimension dynamic) and loads it back."""
     size = model.config.image_size
     example = torch.zeros(min(2, max_batch), 3, size, size)
-    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    # A graph for batch 1 only is static; torch.export cannot declare a range of one value.
+    dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=max_batch)}} if max_batch > 1 else None
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
         program = torch.onnx.export(
@@ -63,7 +64,7 @@ def export_graph(model: MaskedGATClassifier, path: Path, *, opset: int, max_batc
             dynamo=True,
             input_names=["images"],
             output_names=["logits"],
-            dynamic_shapes={"images": {0: batch}},
+            dynamic_shapes=dynamic,
             opset_version=opset,
             external_data=False,
             optimize=True,
@@ -131,11 +132,21 @@ def export_onnx(
         )
         for failed in (r for r in (report, single) if not r.passed):
             raise GateError(f"{output.name} was not written: it fails the {precision} parity gate", failed)
+        write_manifest(staged, {**facts, "parity": report.to_dict()}, force=True)
+        targets = _artifact_files(output)
+        if not force and any(path.exists() for path in targets):
+            raise ConfigError(f"{output} appeared while exporting; pass --force to replace it")
+        for path in targets:  # a stale .data from an earlier export must not outlive its graph
+            path.unlink(missing_ok=True)
         for staged_file in Path(staging).iterdir():
             if staged_file.name.startswith(output.name):
                 os.replace(staged_file, output.parent / staged_file.name)
-    manifest = write_manifest(output, {**facts, "parity": report.to_dict()}, force=True)
-    return ExportResult(output, manifest, report, time.perf_counter() - started)
+    return ExportResult(output, manifest_path(output), report, time.perf_counter() - started)
+
+
+def _artifact_files(output: Path) -> list[Path]:
+    """The graph, its external-data file and its manifest."""
+    return [output, output.with_name(output.name + ".data"), manifest_path(output)]
 
 
 def _check_arguments(output: Path, precision: str, opset: int, max_batch: int, samples: int, force: bool) -> None:
@@ -143,8 +154,10 @@ def _check_arguments(output: Path, precision: str, opset: int, max_batch: int, s
         raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if output.suffix != ".onnx":
         raise ConfigError(f"{output}: the output must end in .onnx")
-    if (output.exists() or manifest_path(output).exists()) and not force:
-        raise ConfigError(f"{output} (or its manifest) already exists; pass --force to replace it")
+    if output.is_dir():
+        raise ConfigError(f"{output} is a folder; name the .onnx file to write")
+    if not force and any(path.exists() for path in _artifact_files(output)):
+        raise ConfigError(f"{output} (or its manifest or .data) already exists; pass --force to replace it")
     if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
         raise ConfigError(f"cannot write to {output.parent}: not a writable folder")
     if not 17 <= opset <= 23:

@@ -193,3 +193,38 @@ def test_polygraphy_outputs_compare_and_reports_are_written(
 def test_a_plan_candidate_says_how_to_compare_it(trained_checkpoint: Path, tmp_path: Path, capsys) -> None:
     assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(tmp_path / "m.plan")]) == 1
     assert "polygraphy run M.plan --trt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"precision": "int8"}, "labelled int8 but its graph is fp32"),  # a label cannot buy looser limits
+        ({"decision_threshold": 0.99}, "records other decision_threshold"),
+        ({"image_size": 32}, "records other image_size"),
+    ],
+)
+def test_a_candidate_whose_metadata_disagrees_is_refused(
+    trained_checkpoint: Path, fp32_graph: Path, tmp_path: Path, capsys, edit: dict, message: str
+) -> None:
+    from export.metadata import read_metadata, set_metadata
+
+    graph = onnx.load(str(fp32_graph))
+    set_metadata(graph, {**read_metadata(graph), **edit})
+    relabelled = tmp_path / "relabelled.onnx"
+    onnx.save(graph, str(relabelled))
+    assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(relabelled)]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_bad_candidates_and_inputs_get_typed_errors(trained_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(tmp_path / "no.onnx")]) == 1
+    assert "candidate not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07 not protobuf at all")
+    assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(junk)]) == 1
+    assert "not a readable ONNX file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(junk), "--random", "0"])
+    assert usage.value.code == 2
+    with pytest.raises(ConfigError, match="no image"):
+        compare(np.zeros((0, 3)), np.zeros((0, 3)), precision="fp32", threshold=0.5)

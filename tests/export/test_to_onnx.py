@@ -139,3 +139,15 @@ def test_resnet101_at_448_exports_and_passes_the_fp32_gate(tmp_path: Path) -> No
     manifest = json.loads((tmp_path / "r101.onnx.json").read_text())
     assert manifest["parity"]["figures"]["logits_max_rel"] <= 1e-4
     assert output.stat().st_size > 150e6 and not (tmp_path / "r101.onnx.data").exists()
+
+
+def test_a_batch_one_graph_is_static_and_a_folder_target_is_refused(
+    trained_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    output = tmp_path / "single.onnx"
+    assert main(["--checkpoint", str(trained_checkpoint), "--output", str(output), "--max-batch", "1"]) == 0
+    dims = onnx.load(str(output)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [1, 3, 64, 64]
+    (tmp_path / "folder.onnx").mkdir()
+    assert main(["--checkpoint", str(trained_checkpoint), "--output", str(tmp_path / "folder.onnx"), "--force"]) == 1
+    assert "is a folder" in capsys.readouterr().err

@@ -30,6 +30,18 @@ def _train(data: Path, output: Path, *extra: str) -> int:
     return train_cli.main(["--data", str(data), "--output", str(output), *extra])
 
 
+def _evaluate_argv(checkpoint: Path, data: Path, *extra: str) -> list[str]:
+    return [
+        "--checkpoint",
+        str(checkpoint),
+        "--annotations",
+        str(data / "instances_val.json"),
+        "--images",
+        str(data / "val"),
+        *extra,
+    ]
+
+
 def _states_equal(a: Path, b: Path) -> bool:
     left, right = read_checkpoint(a).state_dict, read_checkpoint(b).state_dict
     return left.keys() == right.keys() and all(
@@ -125,28 +137,11 @@ def test_fine_tuning_a_checkpoint_and_evaluating_it(data: Path, tmp_path: Path, 
     assert not load_model(best).config.use_gat
     assert _train(data, tmp_path / "tuned", "--checkpoint", str(best), "--epochs", "1", "--lr", "1e-4") == 0
     for bad, message in ((["--threshold", "7"], "(0, 1)"), (["--batch-size", "0"], "at least 1")):
-        bad_argv = [
-            "--checkpoint",
-            str(best),
-            "--annotations",
-            str(data / "instances_val.json"),
-            "--images",
-            str(data / "val"),
-            *bad,
-        ]
+        bad_argv = _evaluate_argv(best, data, *bad)
         assert evaluate_cli.main(bad_argv) == 1
         assert message in capsys.readouterr().err
     report = tmp_path / "report.json"
-    argv = [
-        "--checkpoint",
-        str(tmp_path / "tuned" / "last.pt"),
-        "--annotations",
-        str(data / "instances_val.json"),
-        "--images",
-        str(data / "val"),
-        "--output",
-        str(report),
-    ]
+    argv = _evaluate_argv(tmp_path / "tuned" / "last.pt", data, "--output", str(report))
     capsys.readouterr()
     assert evaluate_cli.main(argv) == 0
     printed = capsys.readouterr().out
@@ -206,16 +201,7 @@ def test_the_model_learns_well_above_the_label_frequency_baseline(tmp_path: Path
     assert _train(data, tmp_path / "run", *argv) == 0
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     capsys.readouterr()
-    argv = [
-        "--checkpoint",
-        str(tmp_path / "run" / "best.pt"),
-        "--annotations",
-        str(data / "instances_val.json"),
-        "--images",
-        str(data / "val"),
-        "--output",
-        str(tmp_path / "val.json"),
-    ]
+    argv = _evaluate_argv(tmp_path / "run" / "best.pt", data, "--output", str(tmp_path / "val.json"))
     assert evaluate_cli.main(argv) == 0
     report = json.loads((tmp_path / "val.json").read_text())
     assert report["mAP"] == pytest.approx(max(e["mAP"] for e in history))
