@@ -24,7 +24,7 @@ from models.classifier import MaskedGATClassifier
 from models.errors import ClassNamesMismatchError, ConfigError, InputFileError
 
 from .metadata import graph_precision, mismatched_facts, read_metadata
-from .parity import TOLERANCES, GateError, ParityReport, compare, tolerances
+from .parity import TOLERANCES, GateError, ParityReport, compare, parse_tolerances, tolerances
 from .parity_inputs import (
     ParityInputs,
     coco_inputs,
@@ -34,7 +34,6 @@ from .parity_inputs import (
     polygraphy_run,
     random_inputs,
 )
-from .to_onnx import parse_tolerances
 
 
 def select_inputs(model: MaskedGATClassifier, images: Path | None, annotations: Path | None, count: int | None):

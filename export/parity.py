@@ -136,6 +136,20 @@ def tolerances(precision: str, overrides: Mapping[str, float] | None = None) -> 
     return dataclasses.replace(base, **dict(overrides or {}))
 
 
+def parse_tolerances(values: list[str]) -> dict[str, float]:
+    """``["prob_abs=0.02", ...]`` → ``{"prob_abs": 0.02}``."""
+    result = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        try:
+            result[name] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--tolerance takes NAME=VALUE, got {value!r}")
+    return result
+
+
 def compare(
     reference: np.ndarray,
     candidate: np.ndarray,

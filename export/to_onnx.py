@@ -29,7 +29,7 @@ from models.errors import ConfigError, ExportError
 
 from .metadata import artifact_facts, manifest_path, set_metadata, write_manifest
 from .onnx_checks import check_model, find_mask_constant
-from .parity import GateError, ParityReport, compare, tolerances
+from .parity import GateError, ParityReport, compare, parse_tolerances, tolerances
 from .parity_inputs import eager_logits, onnx_logits, random_inputs
 
 logger = logging.getLogger(__name__)
@@ -164,20 +164,6 @@ def _check_arguments(output: Path, precision: str, opset: int, max_batch: int, s
         raise ConfigError(f"opset {opset} is outside the supported 17..23")
     if max_batch < 1 or samples < 1:
         raise ConfigError("--max-batch and --parity-samples must be at least 1")
-
-
-def parse_tolerances(values: list[str]) -> dict[str, float]:
-    """``["prob_abs=0.02", ...]`` → ``{"prob_abs": 0.02}``."""
-    result = {}
-    for value in values:
-        name, sep, number = value.partition("=")
-        try:
-            result[name] = float(number)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ConfigError(f"--tolerance takes NAME=VALUE, got {value!r}")
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ from models import summary
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = [
+    "export.check_parity",
+    "export.to_onnx",
     "models.correlation",
     "models.evaluate",
     "models.import_seed",
