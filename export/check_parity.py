@@ -48,7 +48,7 @@ def select_inputs(model: MaskedGATClassifier, images: Path | None, annotations: 
 
 
 def check_parity(
-    checkpoint: str | os.PathLike,
+    model: MaskedGATClassifier,
     candidate: str | os.PathLike,
     *,
     inputs: ParityInputs | None = None,
@@ -56,24 +56,24 @@ def check_parity(
     precision: str | None = None,
     tolerance_overrides: dict[str, float] | None = None,
 ) -> tuple[ParityReport, np.ndarray, np.ndarray]:
-    """Runs both sides and gates; returns the report and the two logit arrays.
+    """Runs ``model`` (the eager reference) and the candidate, and gates; returns the report and
+    the two logit arrays.
 
     Raises:
-        ConfigError: The candidate's kind is unknown or its inputs are missing.
+        ConfigError: The candidate's kind is unknown, its inputs are missing, or it records other
+            serving facts than ``model``.
         ClassNamesMismatchError: An ONNX candidate was built for other classes.
     """
-    model = load_model(checkpoint)
     candidate = Path(candidate)
     targets = None
     if candidate.suffix == ".onnx":
         graph = _load_graph(candidate)
         metadata = read_metadata(graph)
-        if tuple(metadata.get("class_names", ())) != model.class_names:
-            raise ClassNamesMismatchError(f"{candidate} was built for other class names than {checkpoint}")
         mismatched = mismatched_facts(metadata, model)
         if mismatched:
-            raise ConfigError(
-                f"{candidate} records other {', '.join(mismatched)} than {checkpoint}; "
+            error = ClassNamesMismatchError if "class_names" in mismatched else ConfigError
+            raise error(
+                f"{candidate} records other {', '.join(mismatched)} than the checkpoint; "
                 "it was not exported from this checkpoint: export it again"
             )
         # The limits follow what the graph is, never only what its metadata says it is.
@@ -102,13 +102,13 @@ def check_parity(
     else:
         raise ConfigError(f"{candidate}: a candidate is an .onnx graph or a polygraphy outputs .json")
     reference = eager_logits(model, images)
-    limits = tolerances(precision or "fp32", tolerance_overrides)
+    precision = precision or "fp32"  # polygraphy outputs carry no graph to read a precision from
     report = compare(
         reference,
         logits,
-        precision=precision or "fp32",
+        precision=precision,
         threshold=model.config.decision_threshold,
-        limits=limits,
+        limits=tolerances(precision, tolerance_overrides),
         targets=targets,
         class_names=model.class_names,
     )
@@ -160,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give exactly one of --candidate and --write-inputs")
 
     def body() -> None:
+        model = load_model(args.checkpoint)
         model_inputs = None
         if args.polygraphy_inputs is None:
-            model_inputs = select_inputs(load_model(args.checkpoint), args.images, args.annotations, args.random)
+            model_inputs = select_inputs(model, args.images, args.annotations, args.random)
         if args.write_inputs is not None:
             from polygraphy.json import to_json
 
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {model_inputs.source} to {args.write_inputs}")
             return
         report, reference, logits = check_parity(
-            args.checkpoint,
+            model,
             args.candidate,
             inputs=model_inputs,
             polygraphy_inputs=args.polygraphy_inputs,

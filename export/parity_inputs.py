@@ -6,7 +6,9 @@ comparison is on the tensors a deployment would see.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,20 +78,40 @@ def eager_logits(model: MaskedGATClassifier, images: np.ndarray, batch: int = 16
     )
 
 
-def onnx_logits(path: str | os.PathLike, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    """An ONNX graph's logits under ONNX Runtime (CPU), in batches of at most ``batch``."""
+def onnx_session(path: str | os.PathLike):
+    """An ONNX Runtime (CPU) session for the graph at ``path``.
+
+    Raises:
+        InputFileError: ONNX Runtime cannot load the graph.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
+    with _ort_failures(path):
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def session_logits(session, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """A session's logits on ``images``, in batches of at most ``batch``."""
+    name = session.get_inputs()[0].name
+    with _ort_failures("the graph"):
         return np.concatenate(
             [session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images), batch)]
         )
+
+
+def onnx_logits(path: str | os.PathLike, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """An ONNX graph's logits under ONNX Runtime (CPU), in batches of at most ``batch``."""
+    return session_logits(onnx_session(path), images, batch)
+
+
+@contextlib.contextmanager
+def _ort_failures(what: str | os.PathLike) -> Iterator[None]:
+    try:
+        yield
     except _ort_errors() as exc:
-        raise InputFileError(f"{path}: ONNX Runtime cannot run it ({str(exc).splitlines()[0]})") from exc
+        raise InputFileError(f"{what}: ONNX Runtime cannot run it ({str(exc).splitlines()[0]})") from exc
 
 
 def _ort_errors() -> tuple[type[Exception], ...]:

@@ -18,10 +18,8 @@ from .checkpoint import load_model
 from .classifier import MaskedGATClassifier, build_model
 from .coco import CLASS_ORDERS, ClassOrder
 from .config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode, ModelConfig
-from .correlation import CorrelationMask
-from .correlation_sources import correlation_from_coco
+from .correlation_sources import read_mask_source
 from .dataset import CocoMultiLabel
-from .errors import ConfigError
 from .training import LAST, OPTIMIZERS, SCHEDULES, SGD_MOMENTUM, TrainConfig, TrainResult, prepare_output, train
 from .transforms import EvalTransform, train_transform
 
@@ -64,18 +62,10 @@ def new_model(
     ``train_annotations`` in ``class_order`` (default alphabetical), P(j|i) > 0.1, softmax mode.
 
     Raises:
-        ConfigError: ``class_order`` is given together with ``mask``, or a value is invalid.
+        ConfigError: ``class_order`` is given together with a mask file, or a value is invalid.
     """
-    if mask is not None:
-        if class_order is not None:
-            raise ConfigError("--class-order applies to a mask counted from the annotations, not to --mask")
-        stored = CorrelationMask.load(mask)
-        threshold = stored.threshold if mask_threshold is None else mask_threshold
-        graph = CorrelationMask(stored.correlation, threshold, mode or stored.mode)
-    else:
-        correlation = correlation_from_coco(train_annotations, class_order or "alphabetical")
-        threshold = DEFAULT_MASK_THRESHOLD if mask_threshold is None else mask_threshold
-        graph = CorrelationMask(correlation, threshold, mode or "softmax")
+    source, order = (mask, class_order) if mask is not None else (train_annotations, class_order or "alphabetical")
+    graph = read_mask_source(source, class_order=order, threshold=mask_threshold, mode=mode)
     config = ModelConfig(
         num_classes=len(graph.class_names),
         backbone=backbone,

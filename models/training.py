@@ -26,8 +26,8 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .classifier import MaskedGATClassifier
 from .dataset import CocoMultiLabel, collate_readable
 from .errors import CheckpointError, ConfigError
-from .evaluation import predict
-from .metrics import MetricReport, compute_metrics
+from .evaluation import evaluate_model
+from .metrics import MetricReport
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +164,6 @@ def train(
     start, best_map, history = 0, -1.0, []
     if resume:
         start, best_map, history = _restore(model, optimizer, config, output / LAST)
-    elif (output / LAST).exists():
-        raise ConfigError(
-            f"{output} already holds a training run; pass --resume to continue it or choose another folder"
-        )
 
     report = None
     for epoch in range(start, config.epochs):
@@ -175,10 +171,7 @@ def train(
         for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base * _schedule_factor(config, epoch)
         loss = _train_epoch(model, train_set, optimizer, loss_fn, config, epoch)
-        predictions = predict(model, val_set, batch_size=max(64, config.batch_size))
-        report = compute_metrics(
-            predictions.probabilities, predictions.targets, model.class_names, model.config.decision_threshold
-        )
+        report = evaluate_model(model, val_set, batch_size=max(64, config.batch_size))
         entry = {
             "epoch": epoch + 1,
             "loss": loss,
