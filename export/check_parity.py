@@ -44,7 +44,7 @@ def select_inputs(model: MaskedGATClassifier, images: Path | None, annotations: 
         return coco_inputs(model, annotations, images)
     if images is not None:
         return folder_inputs(model, images)
-    return random_inputs(model, 8 if count is None else count)
+    return random_inputs(model.config, 8 if count is None else count)
 
 
 def check_parity(
@@ -81,7 +81,7 @@ def check_parity(
         if metadata.get("precision", content) != content:
             raise ConfigError(f"{candidate} is labelled {metadata.get('precision')} but its graph is {content}")
         precision = precision or content
-        inputs = inputs or random_inputs(model, 8)
+        inputs = inputs or random_inputs(model.config, 8)
         images, targets = inputs.images, inputs.targets
         logits = onnx_logits(candidate, images, batch=int(metadata.get("batch", {}).get("max", 16)))
     elif candidate.suffix == ".json":

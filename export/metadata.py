@@ -11,15 +11,17 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
 from models._io import atomic_output, sha256_file
-from models.classifier import MaskedGATClassifier
+from runtime.manifest import manifest_path
 
-MANIFEST_SUFFIX = ".json"
+if TYPE_CHECKING:
+    from models.classifier import MaskedGATClassifier
+
 FORMAT_VERSION = 1
 
 
@@ -73,12 +75,6 @@ def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
         except json.JSONDecodeError:
             result[prop.key] = prop.value
     return result
-
-
-def manifest_path(artifact: str | os.PathLike) -> Path:
-    """``M.onnx`` → ``M.onnx.json``."""
-    artifact = Path(artifact)
-    return artifact.with_name(artifact.name + MANIFEST_SUFFIX)
 
 
 def write_manifest(artifact: str | os.PathLike, facts: Mapping[str, Any], *, force: bool) -> Path:

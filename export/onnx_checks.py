@@ -9,6 +9,8 @@ from onnx import numpy_helper
 
 from models.errors import ExportError
 
+from .metadata import mask_sha256
+
 # What consumes the mask: Where in softmax mode (keep or fill), Mul in seed mode (e * mask).
 _MASK_CONSUMER = {"softmax": "Where", "seed": "Mul"}
 
@@ -53,3 +55,18 @@ def find_mask_constant(model: onnx.ModelProto, mask: np.ndarray, mode: str) -> s
         f"no constant in the graph holds the checkpoint's {mask.shape[0]}x{mask.shape[0]} mask feeding a "
         f"{_MASK_CONSUMER[mode]} node; the export lost or altered the mask"
     )
+
+
+def mask_of_graph(model: onnx.ModelProto, sha256: str, size: int) -> np.ndarray:
+    """The [size, size] 0/1 constant whose bool form has the recorded ``sha256``, as bool.
+
+    Raises:
+        ExportError: No constant matches: the graph lost or altered its mask.
+    """
+    for initializer in model.graph.initializer:
+        if tuple(initializer.dims) != (size, size):
+            continue
+        values = numpy_helper.to_array(initializer)
+        if (values.dtype == bool or np.isin(values, (0, 1)).all()) and mask_sha256(values.astype(bool)) == sha256:
+            return values.astype(bool)
+    raise ExportError(f"no {size}x{size} constant in the graph matches the recorded mask sha256 {sha256[:12]}…")

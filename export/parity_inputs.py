@@ -18,6 +18,7 @@ import torch
 from models.class_names import permutation
 from models.classifier import MaskedGATClassifier
 from models.coco import read_coco_labels
+from models.config import ModelConfig
 from models.errors import InputFileError
 from runtime.preprocessing import preprocess
 
@@ -33,16 +34,16 @@ class ParityInputs:
     source: str = ""
 
 
-def random_inputs(model: MaskedGATClassifier, count: int, seed: int = 0) -> ParityInputs:
-    """``count`` random RGB images (smooth blobs plus noise), preprocessed as for the model."""
+def random_inputs(config: ModelConfig, count: int, seed: int = 0) -> ParityInputs:
+    """``count`` random RGB images (smooth blobs plus noise), preprocessed as ``config`` says."""
     rng = np.random.default_rng(seed)
-    size = model.config.image_size
+    size = config.image_size
     images = []
     for _ in range(count):
         coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
         smooth = np.kron(coarse, np.ones((size // 4 + 1, size // 4 + 1, 1), dtype=np.uint8))[:size, :size]
         noisy = np.clip(smooth.astype(np.int16) + rng.integers(-30, 31, smooth.shape), 0, 255).astype(np.uint8)
-        images.append(preprocess(noisy, size, model.config.preprocessing))
+        images.append(preprocess(noisy, size, config.preprocessing))
     return ParityInputs(np.stack(images), source=f"{count} random images (seed {seed})")
 
 

@@ -114,7 +114,7 @@ def export_onnx(
             raise ExportError("the graph exceeds protobuf's 2 GB limit; pass --external-data")
         onnx.save(graph, str(staged), save_as_external_data=external_data, location=output.name + ".data")
 
-        inputs = random_inputs(model, parity_samples)
+        inputs = random_inputs(model.config, parity_samples)
         reference = eager_logits(model, inputs.images)
         session = onnx_session(staged)
         # The whole set at the largest batch, then one image alone: both ends of the batch range.

@@ -15,15 +15,20 @@ from .errors import ConfigError
 _CHUNK = 1 << 20
 
 
-def _new_file_mode() -> int:
-    """0o666 less the process's current umask, the mode ``open()`` would have given."""
+def _umask() -> int:
+    """The process's current umask."""
     try:  # Linux: read it without changing it (changing it races with other threads)
         status = Path("/proc/self/status").read_text()
         umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
     except (OSError, StopIteration, ValueError, IndexError):
         umask = os.umask(0)
         os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def new_folder_mode() -> int:
+    """0o777 less the umask, the mode ``mkdir()`` would have given (``mkdtemp`` makes 0700)."""
+    return 0o777 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -47,7 +52,7 @@ def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO
     except OSError as exc:
         raise ConfigError(f"cannot write to {path.parent}: {exc.strerror}; choose a writable folder") from exc
     try:
-        os.fchmod(fd, _new_file_mode())  # mkstemp makes 0600; outputs are meant to be shared
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are meant to be shared
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()

@@ -49,3 +49,11 @@ class ExportError(DeployError):
 
 class ParityError(DeployError):
     """A candidate artifact's outputs are not close enough to the eager model's."""
+
+
+class StaleArtifactError(DeployError):
+    """A cached or built artifact no longer matches its source, its settings or this machine."""
+
+
+class MissingDependencyError(DeployError):
+    """An optional dependency or a device the step needs is absent (TensorRT, a CUDA GPU)."""

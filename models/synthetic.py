@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from . import _cli
+from ._io import new_folder_mode
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ def generate(spec: SyntheticSpec, output: str | os.PathLike, *, force: bool = Fa
             _write_split(staging, split, count, spec, np.random.default_rng([spec.seed, stream]))
         if output.exists():
             shutil.rmtree(output)
+        staging.chmod(new_folder_mode())
         staging.rename(output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

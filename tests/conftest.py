@@ -1,4 +1,5 @@
-"""Shared test set-up: hardware markers that skip, and the shared reference statistics."""
+"""Shared test set-up: hardware markers that skip, the shared reference statistics, and small trained
+checkpoints (ResNet-18 at 64 px, one epoch on generated data) with their FP32 graph."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
+
+from models import train as train_cli
+from models.synthetic import SyntheticSpec, generate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MASKED_GAT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -40,3 +44,35 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "coco_adj.pkl").is_file():
         pytest.skip(f"reference statistics not found in {SHARED_DATA}")
     return SHARED_DATA
+
+
+_RECIPE = ["--backbone", "resnet18", "--image-size", "64", "--optimizer", "adam", "--lr", "1e-3", "--epochs", "1"]
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(SyntheticSpec(train=64, val=24, image_size=64, seed=5), tmp_path_factory.mktemp("x") / "data")
+
+
+def _trained(demo_data: Path, folder: Path, *extra: str) -> Path:
+    assert train_cli.main(["--data", str(demo_data), "--output", str(folder), *_RECIPE, *extra]) == 0
+    return folder / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Softmax-mode GAT, trained for an epoch (real batch-norm statistics)."""
+    return _trained(demo_data, tmp_path_factory.mktemp("softmax"))
+
+
+@pytest.fixture(scope="session")
+def seed_mode_checkpoint(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _trained(demo_data, tmp_path_factory.mktemp("seed"), "--mode", "seed")
+
+
+@pytest.fixture(scope="session")
+def fp32_graph(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained checkpoint exported to ONNX (FP32, gated), max batch 8."""
+    from export.to_onnx import export_onnx
+
+    return export_onnx(trained_checkpoint, tmp_path_factory.mktemp("graph") / "model.onnx", max_batch=8).path

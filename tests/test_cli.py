@@ -12,6 +12,8 @@ from models import summary
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = [
+    "calibration.quantize",
+    "export.build_engine",
     "export.check_parity",
     "export.to_onnx",
     "models.correlation",

@@ -127,7 +127,7 @@ def test_our_fp16_graph_keeps_the_hot_head_finite_and_passes(trained_checkpoint:
     fill = next(i for i in graph.graph.initializer if i.name == where.input[2])
     assert fill.data_type == onnx.TensorProto.FLOAT
     assert numpy_helper.to_array(fill) == np.finfo(np.float32).min  # exact, not clamped to float16
-    inputs = random_inputs(model, 8)
+    inputs = random_inputs(model.config, 8)
     logits = onnx_logits(output, inputs.images)
     assert np.isfinite(logits).all()
     assert compare(eager_logits(model, inputs.images), logits, precision="fp16", threshold=0.5).passed

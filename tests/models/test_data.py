@@ -3,6 +3,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +161,12 @@ def test_a_corrupt_image_is_reported_and_left_out(small: Path, tmp_path: Path, c
     assert len(images_tensor) == len(dataset) - 1 and 1 not in indices.tolist()
     assert dataset.files[1].name in caplog.text
     assert collate_readable([None, None]) is None
+
+
+def test_the_generated_folder_is_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        folder = generate(SyntheticSpec(train=2, val=1, image_size=32), tmp_path / "data")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755

@@ -1,0 +1,112 @@
+"""The INT8 gate: the quantized graph against its reference, and its speed against the FP32 graph.
+
+Both graphs run under ONNX Runtime (CPU) on the same preprocessed images, the FP32 graph first;
+each is timed after one warm-up batch, so the speed ratio is measured side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.metadata import mismatched_facts
+from export.parity import GateError, ParityReport, compare, tolerances
+from export.parity_inputs import eager_logits, onnx_session, session_logits
+from models.config import ModelConfig
+from models.errors import ClassNamesMismatchError, ConfigError
+from runtime.preprocessing import preprocess_batch
+
+from .data import CalibrationSet
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """The parity report, what it was measured against, and both graphs' throughput."""
+
+    report: ParityReport
+    reference: str
+    images: str  # what the gate ran on, e.g. "392 held-out images"
+    fp32_images_per_s: float
+    int8_images_per_s: float
+
+    def speed_line(self) -> str:
+        ratio = self.int8_images_per_s / self.fp32_images_per_s
+        return (
+            f"ONNX Runtime CPU, same inputs: FP32 {self.fp32_images_per_s:.1f} img/s, "
+            f"INT8 {self.int8_images_per_s:.1f} img/s (INT8/FP32 = {ratio:.2f})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "inputs": self.images,
+            **self.report.to_dict(),
+            "speed_onnxruntime_cpu": {
+                "fp32_images_per_s": self.fp32_images_per_s,
+                "int8_images_per_s": self.int8_images_per_s,
+            },
+        }
+
+
+def gate_int8(
+    source: Path,
+    candidate: Path,
+    gate_set: CalibrationSet,
+    config: ModelConfig,
+    facts: dict[str, Any],
+    *,
+    held_out: bool,
+    batch: int,
+    checkpoint: str | os.PathLike | None = None,
+    tolerance_overrides: dict[str, float] | None = None,
+) -> GateOutcome:
+    """Runs both graphs (and the eager model with ``checkpoint``) and applies the int8 limits.
+
+    Args:
+        facts: The source graph's metadata; a ``checkpoint`` must match its serving facts.
+
+    Raises:
+        ConfigError / ClassNamesMismatchError: ``checkpoint`` is not the model the graph came from.
+        GateError: The INT8 graph fails the gate.
+    """
+    images = preprocess_batch(gate_set.files, config.image_size, config.preprocessing)
+    fp32, fp32_speed = _timed(source, images, batch)
+    int8, int8_speed = _timed(candidate, images, batch)
+    reference, reference_name = fp32, f"the FP32 graph {source.name}"
+    if checkpoint is not None:
+        from models.checkpoint import load_model
+
+        model = load_model(checkpoint)
+        mismatched = mismatched_facts(facts, model)
+        if mismatched:
+            error = ClassNamesMismatchError if "class_names" in mismatched else ConfigError
+            raise error(f"{source} records other {', '.join(mismatched)} than {checkpoint}; name its own checkpoint")
+        reference, reference_name = eager_logits(model, images), f"the eager checkpoint {Path(checkpoint).name}"
+    report = compare(
+        reference,
+        int8,
+        precision="int8",
+        threshold=config.decision_threshold,
+        limits=tolerances("int8", tolerance_overrides),
+        targets=gate_set.labels,
+        class_names=gate_set.class_names,
+    )
+    kind = "held-out" if held_out else "calibration (not held out)"
+    outcome = GateOutcome(report, reference_name, f"{len(images)} {kind} images", fp32_speed, int8_speed)
+    if not report.passed:
+        raise GateError(f"{candidate.name} was not written: it fails the int8 parity gate", report)
+    return outcome
+
+
+def _timed(graph: Path, images: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
+    """Logits of ``graph`` on ``images`` and its images/s after one warm-up batch."""
+    session = onnx_session(graph)
+    session_logits(session, images[:batch], batch)
+    started = time.perf_counter()
+    logits = session_logits(session, images, batch)
+    return logits, len(images) / (time.perf_counter() - started)

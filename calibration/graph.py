@@ -1,0 +1,152 @@
+"""The quantization step itself: ONNX Runtime's ``quantize_static`` with TensorRT's rules, then checks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+from export.fp16 import head_nodes
+from export.metadata import set_metadata
+from export.onnx_checks import check_model, find_mask_constant, mask_of_graph
+from export.typed_graph import read_graph
+from models._io import sha256_file
+from models.config import ModelConfig
+from models.errors import ConfigError
+
+from .data import CalibrationSet
+from .qdq_checks import check_qdq
+from .reader import BatchReader
+
+logger = logging.getLogger(__name__)
+
+METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+# The backbone's operators. Conv carries the arithmetic; Relu, Add (residual) and MaxPool get Q/DQ
+# so that a Conv's output is quantized where its consumer reads it, which lets TensorRT fuse
+# Conv+ReLU+Q and ONNX Runtime form QLinearConv.
+QUANTIZED_OPS = ("Conv", "Relu", "Add", "MaxPool")
+
+
+class _PreprocessingAdvice(logging.Filter):
+    """Drops ONNX Runtime's advice to run ``quant_pre_process`` first. It is skipped on purpose: the
+    exported graph is already shape-inferred with batch norm folded into the convolutions, and its
+    symbolic shape inference fails on a dynamic batch (DESIGN.md)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    advice = _PreprocessingAdvice()
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+
+
+def read_source(path: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The FP32 graph and its metadata.
+
+    Raises:
+        InputFileError: The file is missing or not an ONNX graph of this toolkit.
+        ConfigError: The graph is not FP32 (calibrate the graph ``export.to_onnx`` wrote).
+    """
+    graph, facts = read_graph(path)
+    if facts["precision"] != "fp32":
+        raise ConfigError(f"{path} is a {facts['precision']} graph; calibrate the FP32 graph written by export.to_onnx")
+    return graph, facts
+
+
+def quantize_graph(
+    source: Path,
+    graph: onnx.ModelProto,
+    facts: dict[str, Any],
+    output: Path,
+    dataset: CalibrationSet,
+    config: ModelConfig,
+    *,
+    method: str,
+    percentile: float,
+    batch_size: int,
+    ranges: dict[str, Any] | None,
+    calibration_facts: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Writes the checked INT8 graph (metadata included) to ``output``; returns the ranges used
+    and the graph's facts.
+
+    ``graph`` and ``facts`` are what :func:`read_source` read from ``source``. With ``ranges`` (a
+    cache hit) no image is read; otherwise the ranges are computed here.
+
+    Raises:
+        ExportError: The result breaks a TensorRT rule or a structural check.
+    """
+    ranges_file = output.with_name(output.name + ".ranges.json")  # ONNX Runtime's own cache format
+    if ranges is not None:
+        ranges_file.write_text(json.dumps(ranges))
+    reader = BatchReader(
+        dataset,
+        input_name=graph.graph.input[0].name,
+        image_size=config.image_size,
+        preprocessing=config.preprocessing,
+        batch_size=batch_size,
+    )
+    logger.info("quantizing %s (%s, %d images)", source.name, calibration_facts["method"], len(dataset.files))
+    chatter = io.StringIO()  # the histogram calibrators print to stdout
+    with contextlib.redirect_stdout(chatter), _without_preprocessing_advice():
+        quantize_static(
+            str(source),
+            str(output),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=head_nodes(graph),
+            calibrate_method=METHODS[method],
+            calibration_cache_path=str(ranges_file),
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "CalibTensorRangeSymmetric": True,
+                "QuantizeBias": False,
+                "DedicatedQDQPair": True,
+                # One batch per collection pass: bounded memory, and equal shapes within a pass.
+                "CalibStridedMinMax": 1,
+                "CalibPercentile": percentile,
+            },
+        )
+    logger.debug("quantizer output:\n%s", chatter.getvalue())
+    used = json.loads(ranges_file.read_text())
+    ranges_file.unlink()
+
+    quantized = onnx.load(str(output))
+    count = check_qdq(quantized, set(head_nodes(quantized)))
+    quantized = check_model(quantized)
+    mask = mask_of_graph(graph, facts["mask_sha256"], len(facts["class_names"]))
+    find_mask_constant(quantized, mask, facts["mask_mode"])
+    facts = {
+        **facts,
+        "precision": "int8",
+        "source_onnx": source.name,
+        "source_onnx_sha256": sha256_file(source),
+        "calibration": calibration_facts,
+    }
+    set_metadata(quantized, facts)
+    onnx.save(quantized, str(output))
+    logger.info("INT8 graph: %d Q/DQ nodes, all symmetric INT8; head left in FP32", count)
+    return used, facts

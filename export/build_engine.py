@@ -1,0 +1,265 @@
+"""``python -m export.build_engine``: a typed ONNX graph → a TensorRT plan and its manifest.
+
+First the typed graph for the precision is taken or made and gated (``export.typed_graph``); that
+step runs anywhere. Then, on a machine with a CUDA GPU and TensorRT, the plan is built with one
+optimization profile over the batch and written with ``M.plan.json`` beside it (no header inside
+the plan). Elsewhere the command stops there with exit 1 and says what is missing.
+
+A timing cache is fed to the builder only when its sidecar (``F.json``) says it was measured on this
+GPU with this TensorRT version; any other is set aside (renamed ``F.set-aside``) with a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from models import _cli
+from models._io import atomic_output, sha256_file
+from models.errors import ConfigError, MissingDependencyError
+from runtime.plan_rules import timing_cache_problem
+from runtime.tensorrt_env import Machine, this_machine
+
+from .metadata import manifest_path, write_manifest
+from .typed_graph import PRECISIONS, Calibration, read_graph, typed_graph
+
+logger = logging.getLogger(__name__)
+
+HARDWARE_COMPAT = ("none", "ampere+")
+DEFAULT_WORKSPACE_MIB = 4096
+DEFAULT_OPT_LEVEL = 3  # TensorRT's default builder optimization level
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The batch range the plan accepts and the batch it is tuned for."""
+
+    min: int
+    opt: int
+    max: int
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    plan: Path
+    manifest: Path
+    typed_graph: Path
+    seconds: float
+
+
+def batch_profile(graph_max: int, min_batch: int, opt_batch: int | None, max_batch: int | None) -> Profile:
+    """The profile from the flags; max defaults to the graph's max batch, opt to min(8, max).
+
+    Raises:
+        ConfigError: Not 1 ≤ min ≤ opt ≤ max ≤ the graph's max batch.
+    """
+    top = graph_max if max_batch is None else max_batch
+    profile = Profile(min_batch, min(8, top) if opt_batch is None else opt_batch, top)
+    if not 1 <= profile.min <= profile.opt <= profile.max:
+        raise ConfigError(f"batch profile needs 1 ≤ min ≤ opt ≤ max, got {profile.min}/{profile.opt}/{profile.max}")
+    if profile.max > graph_max:
+        raise ConfigError(f"--max-batch {profile.max} exceeds the graph's max batch {graph_max}; export a larger one")
+    return profile
+
+
+def build_command(graph: Path, plan: Path, precision: str, profile: Profile, compat: str, version_compat: bool) -> str:
+    """The command line that builds this plan again (recorded in the manifest, named in refusals)."""
+    words = ["python", "-m", "export.build_engine", str(graph), "--output", str(plan), "--precision", precision]
+    words += ["--min-batch", str(profile.min), "--opt-batch", str(profile.opt), "--max-batch", str(profile.max)]
+    words += ["--hardware-compat", compat] + (["--version-compatible"] if version_compat else [])
+    return shlex.join(words)
+
+
+def load_timing_cache(path: Path | None, machine: Machine) -> bytes:
+    """The timing cache's bytes when it was measured here; otherwise b"" (a stale one set aside)."""
+    if path is None or not path.exists():
+        return b""
+    sidecar_path = manifest_path(path)
+    try:
+        sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else None
+    except ValueError:
+        sidecar = None
+    problem = timing_cache_problem(sidecar, machine)
+    if problem is None:
+        return path.read_bytes()
+    aside = path.with_name(path.name + ".set-aside")
+    os.replace(path, aside)
+    logger.warning("timing cache %s set aside as %s, not used: %s", path, aside.name, problem)
+    return b""
+
+
+def save_timing_cache(path: Path, data: bytes, machine: Machine) -> None:
+    with atomic_output(path) as handle:
+        handle.write(data)
+    sidecar = {"gpu_name": machine.gpu_name, "compute_capability": list(machine.compute_capability)}
+    with atomic_output(manifest_path(path)) as handle:
+        handle.write(json.dumps({**sidecar, "tensorrt_version": machine.tensorrt_version}, indent=2).encode())
+
+
+def build_engine(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    precision: str,
+    min_batch: int = 1,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    timing_cache: str | os.PathLike | None = None,
+    hardware_compat: str = "none",
+    version_compatible: bool = False,
+    optimization_level: int = DEFAULT_OPT_LEVEL,
+    calibration: Calibration | None = None,
+    tolerance_overrides: dict[str, float] | None = None,
+    force: bool = False,
+) -> EngineResult:
+    """Makes or takes the typed graph, then builds the plan; see the module docstring.
+
+    Raises:
+        ConfigError: Bad arguments or an existing output without ``force``.
+        ParityError: A typed graph made here fails its gate.
+        MissingDependencyError: No GPU or no TensorRT here (after the typed graph was written).
+        ExportError: TensorRT refused the graph or failed to build.
+    """
+    started = time.perf_counter()
+    source, output = Path(source), Path(output)
+    _check_arguments(output, precision, workspace_mib, hardware_compat, optimization_level, force)
+    graph_path = typed_graph(
+        source, precision, output, calibration=calibration, tolerance_overrides=tolerance_overrides, force=force
+    )
+    graph, facts = read_graph(graph_path)
+    profile = batch_profile(int(facts["batch"]["max"]), min_batch, opt_batch, max_batch)
+    command = build_command(graph_path, output, precision, profile, hardware_compat, version_compatible)
+    try:
+        machine = this_machine()
+    except MissingDependencyError as exc:
+        raise MissingDependencyError(
+            f"{exc}. The {precision} graph {graph_path} is written and gated; build the plan on a machine with a "
+            f"GPU and TensorRT: {command}"
+        ) from exc
+
+    from .tensorrt_build import BuildSettings, build_serialized
+
+    settings = BuildSettings(
+        input_name=graph.graph.input[0].name,
+        image_size=int(facts["image_size"]),
+        min_batch=profile.min,
+        opt_batch=profile.opt,
+        max_batch=profile.max,
+        workspace_mib=workspace_mib,
+        optimization_level=optimization_level,
+        hardware_compat=hardware_compat,
+        version_compatible=version_compatible,
+    )
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    logger.info(
+        "building %s from %s on %s (TensorRT %s)", output, graph_path, machine.gpu_name, machine.tensorrt_version
+    )
+    build_started = time.perf_counter()
+    plan, new_cache = build_serialized(graph_path, settings, load_timing_cache(cache_path, machine))
+    build_seconds = time.perf_counter() - build_started
+    logger.info("built in %.1f s", build_seconds)
+    with atomic_output(output, force=force) as handle:
+        handle.write(plan)
+    engine_facts = {
+        **facts,
+        "source_onnx": os.path.relpath(graph_path, output.parent),
+        "source_onnx_sha256": sha256_file(graph_path),
+        "batch": {"min": profile.min, "max": profile.max},
+        "profile": {"min": profile.min, "opt": profile.opt, "max": profile.max},
+        "tensorrt_version": machine.tensorrt_version,
+        "gpu": {"name": machine.gpu_name, "compute_capability": list(machine.compute_capability)},
+        "hardware_compat": hardware_compat,
+        "version_compatible": version_compatible,
+        "builder_optimization_level": optimization_level,
+        "workspace_mib": workspace_mib,
+        "build_seconds": round(build_seconds, 1),
+        "build_command": command,
+    }
+    manifest = write_manifest(output, engine_facts, force=True)
+    if cache_path is not None:
+        save_timing_cache(cache_path, new_cache, machine)
+    return EngineResult(output, manifest, graph_path, time.perf_counter() - started)
+
+
+def _check_arguments(output: Path, precision: str, workspace: int, compat: str, level: int, force: bool) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if output.suffix != ".plan":
+        raise ConfigError(f"{output}: the output must end in .plan")
+    if not force and (output.exists() or manifest_path(output).exists()):
+        raise ConfigError(f"{output} (or its manifest) already exists; pass --force to replace it")
+    if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
+        raise ConfigError(f"cannot write to {output.parent}: not a writable folder")
+    if workspace < 1:
+        raise ConfigError(f"--workspace must be at least 1 MiB, got {workspace}")
+    if compat not in HARDWARE_COMPAT:
+        raise ConfigError(f"--hardware-compat must be one of {', '.join(HARDWARE_COMPAT)}, got {compat!r}")
+    if not 0 <= level <= 5:
+        raise ConfigError(f"--builder-opt-level must be in 0..5, got {level}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m export.build_engine``: exit 1 when a gate fails or TensorRT/a GPU is missing."""
+    from calibration.graph import METHODS
+
+    parser = _cli.parser("python -m export.build_engine", "Build a TensorRT plan from the typed ONNX graph.")
+    parser.add_argument("source", type=Path, help="the FP32 graph (export.to_onnx), or a graph of --precision")
+    parser.add_argument("--output", type=Path, required=True, help="plan to write (.plan); its manifest goes beside")
+    parser.add_argument("--precision", choices=PRECISIONS, required=True, help="the engine's (and graph's) precision")
+    parser.add_argument("--min-batch", type=int, default=1, help="smallest batch the plan accepts")
+    parser.add_argument("--opt-batch", type=int, help="batch the plan is tuned for (default: min(8, max))")
+    parser.add_argument("--max-batch", type=int, help="largest batch (default: the graph's max batch)")
+    parser.add_argument("--workspace", type=int, default=DEFAULT_WORKSPACE_MIB, help="builder workspace, MiB")
+    parser.add_argument("--timing-cache", type=Path, help="read (when measured here) and update this timing cache")
+    parser.add_argument("--hardware-compat", choices=HARDWARE_COMPAT, default="none", help="GPUs the plan runs on")
+    parser.add_argument("--version-compatible", action="store_true", help="plan runs on later TensorRT of this major")
+    parser.add_argument("--builder-opt-level", type=int, default=DEFAULT_OPT_LEVEL, help="0 (fast) .. 5 (thorough)")
+    int8 = parser.add_argument_group("INT8 from the FP32 graph (calibration.quantize)")
+    int8.add_argument("--calibration-data", type=Path, help="calibration image folder")
+    int8.add_argument("--calibration-annotations", type=Path, help="COCO instances JSON of --calibration-data")
+    int8.add_argument("--calibration-method", choices=sorted(METHODS), default="minmax", help="activation ranges")
+    parser.add_argument(
+        "--tolerance", action="append", default=[], metavar="NAME=VALUE", help="loosen one gate limit explicitly"
+    )
+    parser.add_argument("--force", action="store_true", help="replace existing outputs")
+    args = parser.parse_args(argv)
+    if args.calibration_data is None and args.calibration_annotations is not None:
+        parser.error("--calibration-annotations needs --calibration-data")
+    if args.calibration_data is not None and args.precision != "int8":
+        parser.error("--calibration-data applies to --precision int8 only")
+
+    def body() -> None:
+        from .parity import parse_tolerances
+
+        calibration = None
+        if args.calibration_data is not None:
+            calibration = Calibration(args.calibration_data, args.calibration_annotations, args.calibration_method)
+        result = build_engine(
+            args.source,
+            args.output,
+            precision=args.precision,
+            min_batch=args.min_batch,
+            opt_batch=args.opt_batch,
+            max_batch=args.max_batch,
+            workspace_mib=args.workspace,
+            timing_cache=args.timing_cache,
+            hardware_compat=args.hardware_compat,
+            version_compatible=args.version_compatible,
+            optimization_level=args.builder_opt_level,
+            calibration=calibration,
+            tolerance_overrides=parse_tolerances(args.tolerance),
+            force=args.force,
+        )
+        print(f"wrote {result.plan} and {result.manifest} from {result.typed_graph} in {result.seconds:.1f} s")
+
+    return _cli.run(body, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

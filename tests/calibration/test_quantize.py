@@ -1,0 +1,218 @@
+"""INT8 quantization: TensorRT's Q/DQ rules, the range cache's keying, coverage, the gate and the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from calibration import quantize as quantize_cli
+from calibration.cache import RangeKey, read_ranges
+from calibration.data import SMALL_SET, calibration_set
+from calibration.qdq_checks import check_qdq
+from calibration.quantize import quantize_int8
+from calibration.reader import BatchReader
+from export import check_parity as check_parity_cli
+from export.metadata import graph_precision, manifest_path, read_metadata
+from export.typed_graph import typed_graph
+from models.errors import ConfigError, ExportError, InputFileError, ParityError, StaleArtifactError
+
+
+# The one-epoch fixture is barely trained (val mAP ≈ 25): its logits are small, so its worst relative
+# logit error runs past the limit a trained model meets (docs/calibration.md). The tests pass the
+# explicit flag a user would; the other int8 limits apply unchanged.
+LOOSER = {"logits_rel": 0.3}
+
+
+def _quantize(source: Path, data: Path, output: Path, **options):
+    options.setdefault("annotations", data / "instances_train.json")
+    options.setdefault("tolerance_overrides", LOOSER)
+    return quantize_int8(source, output, data / "train", **options)
+
+
+@pytest.fixture(scope="module")
+def int8(fp32_graph: Path, demo_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    output = tmp_path_factory.mktemp("int8") / "model.int8.onnx"
+    return _quantize(
+        fp32_graph,
+        demo_data,
+        output,
+        gate_images=demo_data / "val",
+        gate_annotations=demo_data / "instances_val.json",
+    )
+
+
+def _zero_point(graph: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray:
+    constants = {i.name: i for i in graph.initializer}
+    return numpy_helper.to_array(constants[node.input[2]])
+
+
+def test_every_qdq_node_is_symmetric_int8_and_the_head_has_none(int8) -> None:
+    graph = onnx.load(str(int8.path))
+    qdq = [n for n in graph.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 20
+    for node in qdq:
+        zero_point = _zero_point(graph.graph, node)
+        assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+    # Nothing downstream of the global max pool reads a dequantized tensor or is a Q/DQ node.
+    reached = set(next(n for n in graph.graph.node if n.op_type == "ReduceMax").output)
+    for node in graph.graph.node:
+        if any(name in reached for name in node.input):
+            assert node.op_type not in ("QuantizeLinear", "DequantizeLinear"), node.name
+            reached.update(node.output)
+    conv_weights = [n for n in qdq if n.op_type == "DequantizeLinear" and n.input[0].endswith("quantized")]
+    assert conv_weights, "weights are stored as INT8 behind a DequantizeLinear"
+
+
+def test_the_int8_graph_records_its_calibration_and_passes_its_gate(int8, fp32_graph: Path) -> None:
+    graph = onnx.load(str(int8.path))
+    metadata = read_metadata(graph)
+    assert graph_precision(graph) == "int8" and metadata["precision"] == "int8"
+    assert metadata["class_names"] == read_metadata(onnx.load(str(fp32_graph)))["class_names"]
+    assert metadata["calibration"]["method"] == "minmax"
+    manifest = json.loads(manifest_path(int8.path).read_text())
+    assert manifest["parity"]["passed"] and manifest["parity"]["precision"] == "int8"
+    assert "held-out" in manifest["parity"]["inputs"]
+    assert manifest["calibration"]["coverage"] == int8.calibration.coverage()
+    assert manifest["parity"]["figures"]["map_drop"] <= 1.0
+    assert int8.path.stat().st_size < fp32_graph.stat().st_size / 3  # INT8 weights
+
+
+def test_check_parity_applies_the_int8_limits_against_the_eager_model(int8, trained_checkpoint: Path, capsys) -> None:
+    assert check_parity_cli.main(["--checkpoint", str(trained_checkpoint), "--candidate", str(int8.path)]) == 0
+    assert "int8 limits" in capsys.readouterr().out
+
+
+def test_ranges_are_reused_only_for_the_same_key_and_give_the_same_graph(
+    int8, fp32_graph: Path, demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_images(self):
+        raise AssertionError("a cache hit must not read calibration images")
+
+    monkeypatch.setattr(BatchReader, "get_next", no_images)
+    again = _quantize(
+        fp32_graph,
+        demo_data,
+        tmp_path / "again.onnx",
+        cache=int8.cache,
+        gate_images=demo_data / "val",
+        gate_annotations=demo_data / "instances_val.json",
+    )
+    assert again.reused_cache and not int8.reused_cache
+    original, reused = onnx.load(str(int8.path)), onnx.load(str(again.path))
+    assert original.graph == reused.graph
+
+
+def test_a_changed_model_invalidates_the_cache(int8, fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
+    changed = onnx.load(str(fp32_graph))
+    changed.doc_string = "re-exported"
+    onnx.save(changed, str(tmp_path / "changed.onnx"))
+    with pytest.raises(StaleArtifactError, match="another source graph.*--recalibrate"):
+        _quantize(tmp_path / "changed.onnx", demo_data, tmp_path / "out.onnx", cache=int8.cache)
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_changed_file_list_invalidates_the_cache(int8, fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(StaleArtifactError, match="another calibration file list"):
+        _quantize(fp32_graph, demo_data, tmp_path / "out.onnx", cache=int8.cache, max_images=10)
+    # Same names, one image's content changed: still another list.
+    copy = tmp_path / "data"
+    shutil.copytree(demo_data, copy)
+    first = sorted((copy / "train").iterdir())[0]
+    first.write_bytes((copy / "train" / sorted((copy / "train").iterdir())[1].name).read_bytes())
+    with pytest.raises(StaleArtifactError, match="another calibration file list"):
+        _quantize(fp32_graph, copy, tmp_path / "out.onnx", cache=int8.cache)
+
+
+@pytest.mark.parametrize(("method", "percentile"), [("entropy", 99.999), ("percentile", 99.999), ("percentile", 99.9)])
+def test_a_changed_method_invalidates_the_cache(
+    fp32_graph: Path, demo_data: Path, tmp_path: Path, method: str, percentile: float
+) -> None:
+    cache = tmp_path / "ranges.json"
+    first = "percentile" if method == "entropy" else "entropy"
+    _quantize(fp32_graph, demo_data, tmp_path / "a.onnx", cache=cache, method=first, percentile=99.999)
+    with pytest.raises(StaleArtifactError, match="another calibration method"):
+        _quantize(fp32_graph, demo_data, tmp_path / "b.onnx", cache=cache, method=method, percentile=percentile)
+    if (method, percentile) != (first, 99.999):
+        result = _quantize(
+            fp32_graph, demo_data, tmp_path / "b.onnx", cache=cache, method=method, percentile=percentile,
+            recalibrate=True,
+        )  # fmt: skip
+        assert not result.reused_cache
+        assert read_ranges(cache, RangeKey(*_key_parts(result))) is not None
+
+
+def _key_parts(result) -> tuple[str, str, str]:
+    document = json.loads(result.cache.read_text())["key"]
+    return document["model_sha256"], document["files_sha256"], document["method"]
+
+
+def test_a_file_that_is_not_a_cache_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ranges.json"
+    path.write_text(json.dumps({"something": "else"}))
+    with pytest.raises(InputFileError, match="not a calibration range cache"):
+        read_ranges(path, RangeKey("a", "b", "minmax"))
+
+
+def test_coverage_is_reported_and_weak_sets_warn(demo_data: Path) -> None:
+    names = ["bar", "circle", "crescent", "cross", "diamond", "hexagon", "ring", "square", "star", "triangle"]
+    labelled = calibration_set(demo_data / "train", names, annotations=demo_data / "instances_train.json")
+    coverage = labelled.coverage()
+    assert list(coverage) == names and sum(coverage.values()) >= len(labelled.files)
+    assert any(f"fewer than {SMALL_SET}" in warning for warning in labelled.warnings())
+    one = calibration_set(demo_data / "train", names, annotations=demo_data / "instances_train.json", max_images=1)
+    assert any("classes have no calibration image" in warning for warning in one.warnings())
+    unlabelled = calibration_set(demo_data / "train", names)
+    assert unlabelled.coverage() is None
+    assert any("coverage is unknown" in warning for warning in unlabelled.warnings())
+
+
+def test_only_the_fp32_graph_is_calibrated(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
+    half = typed_graph(fp32_graph, "fp16", tmp_path / "model.plan")
+    with pytest.raises(ConfigError, match="fp16 graph; calibrate the FP32 graph"):
+        _quantize(half, demo_data, tmp_path / "out.onnx")
+
+
+def test_a_failed_gate_writes_no_graph(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
+    output = tmp_path / "model.int8.onnx"
+    with pytest.raises(ParityError, match="was not written"):
+        _quantize(fp32_graph, demo_data, output, tolerance_overrides={"logits_rel": 1e-9})
+    assert not output.exists() and not manifest_path(output).exists()
+    assert [p.name for p in tmp_path.iterdir()] == [f"{output.name}.minmax.ranges.json"]
+
+
+def test_check_qdq_refuses_what_tensorrt_refuses(int8) -> None:
+    graph = onnx.load(str(int8.path))
+    check_qdq(graph, set())
+    node = next(n for n in graph.graph.node if n.op_type == "QuantizeLinear")
+    zero_point = next(i for i in graph.graph.initializer if i.name == node.input[2])
+    zero_point.CopyFrom(
+        numpy_helper.from_array(np.ones(numpy_helper.to_array(zero_point).shape, np.int8), zero_point.name)
+    )
+    with pytest.raises(ExportError, match="non-zero zero point"):
+        check_qdq(graph, set())
+    zero_point.CopyFrom(
+        numpy_helper.from_array(np.zeros(numpy_helper.to_array(zero_point).shape, np.uint8), zero_point.name)
+    )
+    with pytest.raises(ExportError, match="UINT8; TensorRT needs INT8"):
+        check_qdq(graph, set())
+    with pytest.raises(ExportError, match="lies in the head"):
+        check_qdq(graph, {node.name})
+
+
+def test_the_cli_quantizes_and_refuses_to_overwrite(fp32_graph: Path, demo_data: Path, tmp_path: Path, capsys) -> None:
+    output = tmp_path / "model.int8.onnx"
+    argv = [str(fp32_graph), "--data", str(demo_data / "train"), "--output", str(output), "--method", "percentile"]
+    argv += ["--tolerance", "logits_rel=0.3"]
+    assert quantize_cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "class coverage: unknown" in printed and "INT8/FP32" in printed and "PASS" in printed
+    assert quantize_cli.main(argv) == 1
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert quantize_cli.main([*argv, "--force"]) == 0
+    assert "ranges reused" in capsys.readouterr().out
