@@ -135,7 +135,7 @@ def quantize_graph(
     ranges_file.unlink()
 
     quantized = onnx.load(str(output))
-    count = check_qdq(quantized, set(head_nodes(quantized)))
+    count = check_qdq(quantized, head_nodes(quantized))
     quantized = check_model(quantized)
     mask = mask_of_graph(graph, facts["mask_sha256"], len(facts["class_names"]))
     find_mask_constant(quantized, mask, facts["mask_mode"])

@@ -11,11 +11,13 @@ from models.errors import ExportError
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
-def check_qdq(model: onnx.ModelProto, head: set[str]) -> int:
+def check_qdq(model: onnx.ModelProto, head: list[str]) -> int:
     """Checks every Q/DQ node; returns how many there are.
 
     Each must carry a constant INT8 zero point equal to 0 (TensorRT accepts symmetric quantization
-    only) and a positive constant scale; none may belong to ``head`` (the FP32 head's node names).
+    only) and a positive constant scale. The head (``head``: its node names, its global max pool
+    first) stays FP32: no Q/DQ node lies in it, and no head node but the pool reads a Q/DQ output
+    (which would quantize one of its constants).
 
     Raises:
         ExportError: A rule is broken, or the graph holds no Q/DQ node at all.
@@ -24,6 +26,10 @@ def check_qdq(model: onnx.ModelProto, head: set[str]) -> int:
     nodes = [node for node in model.graph.node if node.op_type in QDQ_OPS]
     if not nodes:
         raise ExportError("the quantized graph holds no QuantizeLinear/DequantizeLinear node")
+    quantized = {name for node in nodes for name in node.output}
+    for node in model.graph.node:
+        if node.name in head[1:] and any(name in quantized for name in node.input):
+            raise ExportError(f"head node {node.name!r} reads a Q/DQ output; the head must stay FP32")
     for node in nodes:
         where = f"{node.op_type} {node.name!r}"
         if node.name in head:

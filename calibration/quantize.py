@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.metadata import manifest_path, write_manifest
+from export.parity import tolerances
 from models import _cli
 from models._io import sha256_file
 from models.config import ModelConfig
@@ -74,7 +75,7 @@ def quantize_int8(
     method: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
     max_images: int | None = None,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | None = None,
     cache: str | os.PathLike | None = None,
     recalibrate: bool = False,
     checkpoint: str | os.PathLike | None = None,
@@ -98,11 +99,16 @@ def quantize_int8(
     source, output = Path(source), Path(output)
     spec = method_spec(method, percentile)
     _check_arguments(source, output, batch_size, force)
+    tolerances("int8", tolerance_overrides)  # an unknown limit name is refused before any work
     if not 0 < percentile <= 100:
         raise ConfigError(f"--percentile must be in (0, 100], got {percentile}")
     graph, facts = read_source(source)
     config = ModelConfig.from_dict(facts["model_config"])
-    batch_size = min(batch_size, int(facts["batch"]["max"]))
+    graph_max = int(facts["batch"]["max"])
+    if batch_size is None:
+        batch_size = min(DEFAULT_BATCH, graph_max)
+    elif batch_size > graph_max:
+        raise ConfigError(f"--batch-size {batch_size} exceeds the graph's max batch {graph_max}")
     dataset = calibration_set(data, facts["class_names"], annotations=annotations, max_images=max_images)
     for warning in dataset.warnings():
         logger.warning("%s", warning)
@@ -153,14 +159,14 @@ def quantize_int8(
         write_manifest(staged, {**int8_facts, "calibration": calibration, "parity": outcome.to_dict()}, force=True)
         if not force and any(path.exists() for path in (output, manifest_path(output))):
             raise ConfigError(f"{output} appeared while quantizing; pass --force to replace it")
+        os.replace(staged, output)  # the graph first: a manifest never describes a graph not in place
         os.replace(manifest_path(staged), manifest_path(output))
-        os.replace(staged, output)
     return QuantizeResult(
         output, manifest_path(output), cache, ranges is not None, dataset, outcome, time.perf_counter() - started
     )
 
 
-def _check_arguments(source: Path, output: Path, batch_size: int, force: bool) -> None:
+def _check_arguments(source: Path, output: Path, batch_size: int | None, force: bool) -> None:
     if output.suffix != ".onnx":
         raise ConfigError(f"{output}: the output must end in .onnx")
     if output.resolve() == source.resolve():
@@ -169,7 +175,7 @@ def _check_arguments(source: Path, output: Path, batch_size: int, force: bool) -
         raise ConfigError(f"{output} (or its manifest) already exists; pass --force to replace it")
     if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
         raise ConfigError(f"cannot write to {output.parent}: not a writable folder")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
 
 
@@ -193,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=sorted(METHODS), default="minmax", help="activation range method")
     parser.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE, help="percentile method's cut")
     parser.add_argument("--max-images", type=int, help="calibrate on at most this many images (evenly spaced)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="calibration batch size")
+    parser.add_argument(
+        "--batch-size", type=int, help=f"calibration batch size (default: {DEFAULT_BATCH}, or the graph's max batch)"
+    )
     parser.add_argument("--cache", type=Path, help="range cache (default: OUTPUT.<method>.ranges.json)")
     parser.add_argument("--recalibrate", action="store_true", help="recompute the ranges and replace the cache")
     gate = parser.add_argument_group("gate (default: calibration images against the source FP32 graph)")

@@ -11,6 +11,7 @@ GPU with this TensorRT version; any other is set aside (renamed ``F.set-aside``)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -67,11 +68,18 @@ def batch_profile(graph_max: int, min_batch: int, opt_batch: int | None, max_bat
     return profile
 
 
-def build_command(graph: Path, plan: Path, precision: str, profile: Profile, compat: str, version_compat: bool) -> str:
-    """The command line that builds this plan again (recorded in the manifest, named in refusals)."""
+def build_command(graph: Path, plan: Path, precision: str, profile: Profile, settings: dict[str, object]) -> str:
+    """The command line that builds this plan again (recorded in the manifest, named in refusals).
+
+    ``settings``: flag name → value (True for a switch; None or False left out).
+    """
     words = ["python", "-m", "export.build_engine", str(graph), "--output", str(plan), "--precision", precision]
     words += ["--min-batch", str(profile.min), "--opt-batch", str(profile.opt), "--max-batch", str(profile.max)]
-    words += ["--hardware-compat", compat] + (["--version-compatible"] if version_compat else [])
+    for flag, value in settings.items():
+        if value is True:
+            words.append(f"--{flag}")
+        elif value not in (None, False):
+            words += [f"--{flag}", str(value)]
     return shlex.join(words)
 
 
@@ -129,12 +137,24 @@ def build_engine(
     started = time.perf_counter()
     source, output = Path(source), Path(output)
     _check_arguments(output, precision, workspace_mib, hardware_compat, optimization_level, force)
+    _, source_facts = read_graph(source)
+    profile = batch_profile(int(source_facts["batch"]["max"]), min_batch, opt_batch, max_batch)
+    if tolerance_overrides and source_facts["precision"] == precision:
+        raise ConfigError(
+            f"--tolerance applies to a graph made here; {source} is {precision} already and taken as it is"
+        )
     graph_path = typed_graph(
         source, precision, output, calibration=calibration, tolerance_overrides=tolerance_overrides, force=force
     )
     graph, facts = read_graph(graph_path)
-    profile = batch_profile(int(facts["batch"]["max"]), min_batch, opt_batch, max_batch)
-    command = build_command(graph_path, output, precision, profile, hardware_compat, version_compatible)
+    flags = {
+        "workspace": workspace_mib,
+        "builder-opt-level": optimization_level,
+        "hardware-compat": hardware_compat,
+        "version-compatible": version_compatible,
+        "timing-cache": timing_cache,
+    }
+    command = build_command(graph_path, output, precision, profile, flags)
     try:
         machine = this_machine()
     except MissingDependencyError as exc:
@@ -161,7 +181,8 @@ def build_engine(
         "building %s from %s on %s (TensorRT %s)", output, graph_path, machine.gpu_name, machine.tensorrt_version
     )
     build_started = time.perf_counter()
-    plan, new_cache = build_serialized(graph_path, settings, load_timing_cache(cache_path, machine))
+    plan, new_cache, version = build_serialized(graph_path, settings, load_timing_cache(cache_path, machine))
+    machine = dataclasses.replace(machine, tensorrt_version=version)  # the module's own, not the package's
     build_seconds = time.perf_counter() - build_started
     logger.info("built in %.1f s", build_seconds)
     with atomic_output(output, force=force) as handle:

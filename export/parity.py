@@ -52,11 +52,10 @@ FP32 = Tolerances(
 FP16 = Tolerances(
     logits_rel=1e-2, prob_abs=1e-2, min_cosine=0.999, flip_rate=0.02, topk_disagreement=0.05, map_drop=1.0
 )
-# INT8 Q/DQ: 8-bit activations move logits by several percent, and the histogram methods
-# (entropy, percentile) clip outliers on purpose, so the single worst logit of a set moves most
-# (entropy on the demo model: 0.10 of the logit scale while mAP moved 0.13 points). The contract is
-# the accuracy: a 1-point mAP budget, few flipped decisions, near-parallel logit vectors.
-INT8 = Tolerances(logits_rel=0.15, prob_abs=0.1, min_cosine=0.98, flip_rate=0.05, topk_disagreement=0.2, map_drop=1.0)
+# INT8 Q/DQ: 8-bit activations move logits by several percent; the contract is the accuracy,
+# a 1-point mAP budget, with looser per-output limits (the demo model's worst relative logit
+# error is 0.06-0.07 across the three calibration methods, docs/calibration.md).
+INT8 = Tolerances(logits_rel=0.1, prob_abs=0.1, min_cosine=0.98, flip_rate=0.05, topk_disagreement=0.2, map_drop=1.0)
 TOLERANCES: dict[str, Tolerances] = {"fp32": FP32, "fp16": FP16, "int8": INT8}
 
 

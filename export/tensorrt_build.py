@@ -33,8 +33,8 @@ class BuildSettings:
     version_compatible: bool
 
 
-def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) -> tuple[bytes, bytes]:
-    """Builds ``graph``; returns the serialized plan and the updated timing cache.
+def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) -> tuple[bytes, bytes, str]:
+    """Builds ``graph``; returns the serialized plan, the updated timing cache and TensorRT's version.
 
     Raises:
         MissingDependencyError: No GPU, no TensorRT, or a TensorRT without strongly typed networks.
@@ -75,7 +75,7 @@ def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ExportError(f"TensorRT could not build {graph.name}; rerun with --verbose for the builder's log")
-    return bytes(plan), bytes(config.get_timing_cache().serialize())
+    return bytes(plan), bytes(config.get_timing_cache().serialize()), trt.__version__
 
 
 def _progress_monitor(trt):

@@ -9,6 +9,8 @@ names this FP32 graph's sha256 and its manifest (written only after a passed gat
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import tempfile
@@ -20,7 +22,7 @@ import onnx
 
 from models._io import sha256_file
 from models.config import ModelConfig
-from models.errors import ConfigError, InputFileError
+from models.errors import ConfigError, InputFileError, StaleArtifactError
 
 from .fp16 import to_fp16
 from .metadata import graph_precision, manifest_path, read_metadata, set_metadata, write_manifest
@@ -96,43 +98,68 @@ def typed_graph(
         )
     target = typed_graph_path(plan, precision)
     source_sha = sha256_file(source)
+    limits = dataclasses.asdict(tolerances(precision, tolerance_overrides))
+    if precision == "int8" and calibration is None:
+        raise ConfigError(
+            f"an INT8 engine needs the INT8 Q/DQ graph: pass one made by calibration.quantize, or "
+            f"--calibration-data DIR to make {target.name} from {source.name}"
+        )
+    wanted = {"source_onnx_sha256": source_sha, "precision": precision}
+    if calibration is not None:
+        from calibration.data import calibration_set
+        from calibration.quantize import DEFAULT_PERCENTILE, method_spec
+
+        chosen = calibration_set(calibration.data, facts["class_names"], annotations=calibration.annotations)
+        wanted["calibration"] = {
+            "method": method_spec(calibration.method, DEFAULT_PERCENTILE),
+            "files_sha256": chosen.fingerprint(),
+        }
     if target.exists():
-        if _made_from(target, source_sha, precision):
+        if _made_from(target, wanted, limits):
             logger.info("reusing %s, made from this %s", target, source.name)
             return target
         if not force:
-            raise ConfigError(f"{target} exists but was not made from {source}; pass --force to replace it")
-    if precision == "int8":
-        if calibration is None:
             raise ConfigError(
-                f"an INT8 engine needs the INT8 Q/DQ graph: pass one made by calibration.quantize, or "
-                f"--calibration-data DIR to make {target.name} from {source.name}"
+                f"{target} exists but was not made from {source} with these settings (calibration, limits); "
+                "pass --force to replace it"
             )
+    if calibration is not None:
         from calibration.quantize import quantize_int8
 
-        quantize_int8(
-            source,
-            target,
-            calibration.data,
-            annotations=calibration.annotations,
-            method=calibration.method,
-            tolerance_overrides=tolerance_overrides,
-            force=True,
-        )
+        try:
+            quantize_int8(
+                source,
+                target,
+                calibration.data,
+                annotations=calibration.annotations,
+                method=calibration.method,
+                tolerance_overrides=tolerance_overrides,
+                recalibrate=force,
+                force=True,
+            )
+        except StaleArtifactError as exc:
+            raise StaleArtifactError(f"{exc}. Here: pass --force to recalibrate") from exc
     else:
         _write_fp16(source, source_sha, graph, facts, target, tolerance_overrides)
     return target
 
 
-def _made_from(target: Path, source_sha: str, precision: str) -> bool:
+def _made_from(target: Path, wanted: dict[str, Any], limits: dict[str, float]) -> bool:
+    """Whether ``target`` records the ``wanted`` facts and an intact manifest with a gate passed at ``limits``."""
     try:
         _, facts = read_graph(target)
-    except InputFileError:
+        manifest = json.loads(manifest_path(target).read_text())
+        parity = manifest["parity"]
+    except (InputFileError, OSError, ValueError, KeyError, TypeError):
         return False
+    recorded = {key: facts.get(key) for key in wanted}
+    if "calibration" in wanted:
+        recorded["calibration"] = {k: (facts.get("calibration") or {}).get(k) for k in wanted["calibration"]}
     return (
-        facts.get("source_onnx_sha256") == source_sha
-        and facts["precision"] == precision
-        and manifest_path(target).is_file()
+        recorded == wanted
+        and manifest.get("artifact_sha256") == sha256_file(target)
+        and parity.get("passed") is True
+        and parity.get("limits") == limits
     )
 
 
@@ -166,6 +193,6 @@ def _write_fp16(
             raise GateError(f"{target.name} was not written: it fails the fp16 parity gate", report)
         parity = {"reference": f"the FP32 graph {source.name}", **report.to_dict()}
         write_manifest(staged, {**half_facts, "parity": parity}, force=True)
+        os.replace(staged, target)  # the graph first: a manifest never describes a graph not in place
         os.replace(manifest_path(staged), manifest_path(target))
-        os.replace(staged, target)
     logger.info("wrote the FP16 graph %s (%s)", target, report.table().splitlines()[0])

@@ -17,7 +17,7 @@ from models._io import sha256_file
 from models.errors import InputFileError, StaleArtifactError
 
 from .manifest import manifest_path
-from .tensorrt_env import Machine
+from .tensorrt_env import UNKNOWN_VERSION, Machine
 
 # TensorRT's AMPERE_PLUS hardware compatibility: the plan runs on compute capability 8.0 and newer.
 AMPERE = (8, 0)
@@ -49,12 +49,7 @@ def read_plan_manifest(plan: str | os.PathLike) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InputFileError(f"{path}: not readable JSON ({exc})") from exc
-    if (
-        not isinstance(manifest, dict)
-        or not set(manifest) >= _REQUIRED
-        or not isinstance(manifest["gpu"], dict)
-        or "compute_capability" not in manifest["gpu"]
-    ):
+    if not isinstance(manifest, dict) or not set(manifest) >= _REQUIRED or not _is_capability(manifest["gpu"]):
         raise InputFileError(f"{path}: not a plan manifest written by export.build_engine")
     return manifest
 
@@ -84,13 +79,18 @@ def check_plan(plan: str | os.PathLike, machine: Machine) -> dict[str, Any]:
 
 def timing_cache_problem(sidecar: dict[str, Any] | None, machine: Machine) -> str | None:
     """Why a timing cache (described by its sidecar) must not be fed to this machine's builder."""
-    if sidecar is None:
+    if not isinstance(sidecar, dict):
         return "it has no sidecar saying which GPU and TensorRT version it was measured on"
     found = (sidecar.get("gpu_name"), tuple(sidecar.get("compute_capability") or ()), sidecar.get("tensorrt_version"))
     wanted = (machine.gpu_name, machine.compute_capability, machine.tensorrt_version)
-    if found != wanted:
+    if found != wanted or UNKNOWN_VERSION in (found[2], wanted[2]):
         return f"it was measured on {found[0]} (sm {found[1]}) with TensorRT {found[2]}"
     return None
+
+
+def _is_capability(gpu: Any) -> bool:
+    capability = gpu.get("compute_capability") if isinstance(gpu, dict) else None
+    return isinstance(capability, list) and len(capability) == 2 and all(isinstance(v, int) for v in capability)
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -99,13 +99,16 @@ def _version(text: str) -> tuple[int, ...]:
 
 def _version_problem(manifest: dict[str, Any], machine: Machine) -> str | None:
     built, here = manifest["tensorrt_version"], machine.tensorrt_version
+    if UNKNOWN_VERSION in (built, here):
+        return f"was built with TensorRT {built}; this machine's TensorRT version is {here}, so they cannot be matched"
     if built == here:
         return None
     if manifest.get("version_compatible"):
-        # A version-compatible plan runs on the same major release, this version or later.
-        if _version(here)[:1] == _version(built)[:1] and _version(here) >= _version(built):
+        # A version-compatible plan runs on TensorRT of its build version or later (10.x plans on
+        # 11.x included, per TensorRT's engine-compatibility documentation), never on an older one.
+        if _version(here) >= _version(built):
             return None
-        return f"was built version-compatible with TensorRT {built}, which does not cover TensorRT {here}"
+        return f"was built version-compatible with TensorRT {built}, which does not cover the older TensorRT {here}"
     return f"was built with TensorRT {built}; this machine has TensorRT {here} (plans are not portable across versions)"
 
 

@@ -15,12 +15,15 @@ import subprocess
 from dataclasses import dataclass
 from types import ModuleType
 
-from models.errors import MissingDependencyError
+from models.errors import ConfigError, MissingDependencyError
 
 INSTALL_HINT = (
     "install TensorRT 10.12 or newer, NVIDIA's wheels, into this environment: pip install -e '.[tensorrt]' "
     "from this repository (or pip install 'tensorrt>=10.12,<12')"
 )
+
+
+UNKNOWN_VERSION = "unknown"
 
 
 @dataclass(frozen=True)
@@ -32,25 +35,57 @@ class Machine:
     tensorrt_version: str
 
 
-def parse_gpu_query(text: str) -> list[tuple[str, tuple[int, int]]]:
-    """``nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader`` → [(name, (major, minor))]."""
+def parse_gpu_query(text: str) -> list[tuple[str, tuple[int, int], str]]:
+    """``nvidia-smi --query-gpu=name,compute_cap,uuid --format=csv,noheader`` → [(name, (major, minor), uuid)]."""
     gpus = []
     for line in text.strip().splitlines():
-        name, _, capability = line.rpartition(",")
+        name, _, rest = line.rpartition(",")
+        name, _, capability = name.rpartition(",")
         major, _, minor = capability.strip().partition(".")
         if name and major.isdigit() and minor.isdigit():
-            gpus.append((name.strip(), (int(major), int(minor))))
+            gpus.append((name.strip(), (int(major), int(minor)), rest.strip()))
     return gpus
+
+
+def select_gpu(
+    gpus: list[tuple[str, tuple[int, int], str]], visible: str | None, order: str | None
+) -> tuple[str, tuple[int, int]] | None:
+    """The GPU CUDA uses first, given ``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER``.
+
+    nvidia-smi lists GPUs in PCI order; CUDA numbers them fastest first unless the order is
+    ``PCI_BUS_ID``. An index is therefore trusted only in PCI order or when all GPUs are alike.
+
+    Raises:
+        ConfigError: An index is ambiguous (GPUs differ and the order is CUDA's own).
+    """
+    first = (visible if visible is not None else "0").split(",")[0].strip()
+    if first in ("", "-1"):
+        return None
+    if first.startswith("GPU-"):  # a UUID or a unique prefix of one
+        chosen = [gpu for gpu in gpus if gpu[2].startswith(first)]
+        return (chosen[0][0], chosen[0][1]) if len(chosen) == 1 else None
+    alike = len({(name, cc) for name, cc, _ in gpus}) <= 1
+    if first.startswith("MIG-") and gpus and alike:  # a MIG slice: its parent is one of these alike GPUs
+        return gpus[0][0], gpus[0][1]
+    if not first.isdigit() or int(first) >= len(gpus):
+        return None
+    index = int(first)
+    if order != "PCI_BUS_ID" and not alike:
+        raise ConfigError(
+            "GPUs of different kinds are installed and CUDA numbers them fastest first, nvidia-smi in PCI order; "
+            "set CUDA_DEVICE_ORDER=PCI_BUS_ID (and CUDA_VISIBLE_DEVICES) so the GPU recorded is the GPU used"
+        )
+    return gpus[index][0], gpus[index][1]
 
 
 def visible_gpu() -> tuple[str, tuple[int, int]] | None:
     """Name and compute capability of the GPU CUDA would use first, or None when there is none."""
     smi = shutil.which("nvidia-smi")
-    if smi is None or os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+    if smi is None:
         return None
     try:
         result = subprocess.run(
-            [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            [smi, "--query-gpu=name,compute_cap,uuid", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -59,13 +94,15 @@ def visible_gpu() -> tuple[str, tuple[int, int]] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     gpus = parse_gpu_query(result.stdout)
-    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
-    index = int(first) if first.isdigit() else 0
-    return gpus[index] if index < len(gpus) else None
+    return select_gpu(gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("CUDA_DEVICE_ORDER"))
 
 
 def tensorrt_version() -> str | None:
-    """The installed TensorRT's version, read from package metadata (no import), or None."""
+    """The installed TensorRT's version, read from package metadata (no import), or None.
+
+    ``"unknown"`` when the module exists under no known distribution name; the build then records
+    the imported module's own version, and the loading rules never match ``"unknown"``.
+    """
     if importlib.util.find_spec("tensorrt") is None:
         return None
     for distribution in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt_cu13", "tensorrt_cu12"):
@@ -73,7 +110,7 @@ def tensorrt_version() -> str | None:
             return importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return "unknown"
+    return UNKNOWN_VERSION
 
 
 def this_machine() -> Machine:
@@ -98,6 +135,8 @@ def import_tensorrt() -> ModuleType:
         MissingDependencyError: As :func:`this_machine`.
     """
     this_machine()
-    import tensorrt
-
+    try:
+        import tensorrt
+    except (ImportError, OSError) as exc:  # stub packages, or libnvinfer missing
+        raise MissingDependencyError(f"TensorRT cannot be imported ({exc}); {INSTALL_HINT}") from exc
     return tensorrt

@@ -46,6 +46,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# The one-epoch fixture below is barely trained (val mAP ≈ 25): its logits are small and nearly
+# flat, so its worst relative logit error and least cosine under INT8 run past the limits a trained
+# model meets (docs/calibration.md). INT8 tests pass these explicit overrides, as a user would; the
+# other int8 limits (mAP drop, flips, top-k) apply unchanged.
+FIXTURE_INT8_LIMITS = {"logits_rel": 0.3, "min_cosine": 0.95}
+
 _RECIPE = ["--backbone", "resnet18", "--image-size", "64", "--optimizer", "adam", "--lr", "1e-3", "--epochs", "1"]
 
 

@@ -1,0 +1,257 @@
+"""The engine build: typed graphs made and gated anywhere, plain-data plan and timing-cache rules, and a
+real TensorRT build where TensorRT and a GPU exist (skipped elsewhere)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from export import build_engine as build_cli
+from export.build_engine import batch_profile, build_engine, load_timing_cache, save_timing_cache
+from export.metadata import graph_precision, manifest_path, read_metadata, write_manifest
+from export.typed_graph import Calibration, typed_graph, typed_graph_path
+from models.errors import ConfigError, InputFileError, MissingDependencyError, StaleArtifactError
+from runtime import tensorrt_env
+from runtime.plan_rules import check_plan, timing_cache_problem
+from runtime.tensorrt_env import Machine, parse_gpu_query, select_gpu
+from tests.conftest import FIXTURE_INT8_LIMITS
+
+H100 = Machine("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0.35")
+
+
+def test_typed_graph_names_follow_the_plan() -> None:
+    assert typed_graph_path(Path("d/model.plan"), "fp16") == Path("d/model.fp16.onnx")
+    assert typed_graph_path(Path("d/model.int8.plan"), "int8") == Path("d/model.int8.onnx")
+
+
+def test_without_a_gpu_the_fp16_graph_is_written_gated_and_the_build_refused(
+    fp32_graph: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(tensorrt_env, "visible_gpu", lambda: None)
+    plan = tmp_path / "model.plan"
+    assert build_cli.main([str(fp32_graph), "--output", str(plan), "--precision", "fp16"]) == 1
+    err = capsys.readouterr().err
+    assert "no CUDA GPU is visible" in err and "model.fp16.onnx is written and gated" in err
+    assert "python -m export.build_engine" in err and "--precision fp16" in err
+    half = tmp_path / "model.fp16.onnx"
+    assert graph_precision(onnx.load(str(half))) == "fp16"
+    manifest = json.loads(manifest_path(half).read_text())
+    assert manifest["parity"]["passed"] and manifest["parity"]["precision"] == "fp16"
+    assert manifest["source_onnx_sha256"] == read_metadata(onnx.load(str(half)))["source_onnx_sha256"]
+    assert not plan.exists() and not manifest_path(plan).exists()
+
+
+def test_a_typed_graph_is_reused_only_when_made_from_this_source(fp32_graph: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "model.plan"
+    half = typed_graph(fp32_graph, "fp16", plan)
+    written = half.stat().st_mtime_ns
+    assert typed_graph(fp32_graph, "fp16", plan) == half and half.stat().st_mtime_ns == written
+    other = onnx.load(str(fp32_graph))
+    other.doc_string = "another export"
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    with pytest.raises(ConfigError, match="was not made from .*other.onnx with these settings.*pass --force"):
+        typed_graph(tmp_path / "other.onnx", "fp16", plan)
+    assert typed_graph(tmp_path / "other.onnx", "fp16", plan, force=True) == half
+    assert half.stat().st_mtime_ns != written
+
+
+def test_a_graph_of_the_requested_precision_is_taken_as_it_is(fp32_graph: Path, tmp_path: Path) -> None:
+    assert typed_graph(fp32_graph, "fp32", tmp_path / "model.plan") == fp32_graph
+    half = typed_graph(fp32_graph, "fp16", tmp_path / "model.plan")
+    assert typed_graph(half, "fp16", tmp_path / "other.plan") == half
+    with pytest.raises(ConfigError, match="is the fp16 graph; a int8 engine is built from the FP32 graph"):
+        typed_graph(half, "int8", tmp_path / "other.plan")
+
+
+def test_int8_needs_its_graph_or_calibration_data(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--calibration-data"):
+        typed_graph(fp32_graph, "int8", tmp_path / "model.plan")
+    calibration = Calibration(demo_data / "train", demo_data / "instances_train.json")
+    made = typed_graph(
+        fp32_graph, "int8", tmp_path / "model.plan", calibration=calibration, tolerance_overrides=FIXTURE_INT8_LIMITS
+    )
+    assert made == tmp_path / "model.int8.onnx" and graph_precision(onnx.load(str(made))) == "int8"
+
+
+def test_an_int8_graph_of_other_calibration_settings_is_not_reused(
+    fp32_graph: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "model.plan"
+    minmax = Calibration(demo_data / "train", demo_data / "instances_train.json", "minmax")
+    made = typed_graph(fp32_graph, "int8", plan, calibration=minmax, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    assert typed_graph(fp32_graph, "int8", plan, calibration=minmax, tolerance_overrides=FIXTURE_INT8_LIMITS) == made
+    entropy = Calibration(minmax.data, minmax.annotations, "entropy")
+    with pytest.raises(ConfigError, match="with these settings"):
+        typed_graph(fp32_graph, "int8", plan, calibration=entropy, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    with pytest.raises(ConfigError, match="with these settings"):  # a gate passed at other limits
+        typed_graph(
+            fp32_graph, "int8", plan, calibration=minmax, tolerance_overrides={**FIXTURE_INT8_LIMITS, "map_drop": 2}
+        )
+    typed_graph(fp32_graph, "int8", plan, calibration=entropy, tolerance_overrides=FIXTURE_INT8_LIMITS, force=True)
+    assert read_metadata(onnx.load(str(made)))["calibration"]["method"] == "entropy"
+
+
+def test_tolerances_for_a_graph_taken_as_it_is_are_refused(fp32_graph: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--tolerance applies to a graph made here"):
+        build_engine(fp32_graph, tmp_path / "m.plan", precision="fp32", tolerance_overrides={"logits_rel": 1})
+
+
+def test_with_a_gpu_but_no_tensorrt_the_message_says_how_to_install_it(
+    fp32_graph: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tensorrt_env, "visible_gpu", lambda: ("NVIDIA H100", (9, 0)))
+    monkeypatch.setattr(tensorrt_env, "tensorrt_version", lambda: None)
+    with pytest.raises(MissingDependencyError, match=r"TensorRT is not installed; .*\[tensorrt\]"):
+        build_engine(fp32_graph, tmp_path / "model.plan", precision="fp32")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ((1, 16, 8), "1 ≤ min ≤ opt ≤ max"),
+        ((0, None, None), "1 ≤ min ≤ opt ≤ max"),
+        ((1, None, 64), "exceeds the graph's max batch 8"),
+    ],
+)
+def test_a_bad_batch_profile_is_refused(flags, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        batch_profile(8, *flags)
+
+
+def test_the_default_profile_spans_the_graph() -> None:
+    profile = batch_profile(32, 1, None, None)
+    assert (profile.min, profile.opt, profile.max) == (1, 8, 32)
+
+
+def test_bad_usage_is_refused_before_any_work(fp32_graph: Path, tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "m.plan")
+    assert build_cli.main([str(fp32_graph), "--output", str(tmp_path / "m.engine"), "--precision", "fp32"]) == 1
+    assert "must end in .plan" in capsys.readouterr().err
+    assert build_cli.main([str(fp32_graph), "--output", out, "--precision", "fp32", "--builder-opt-level", "9"]) == 1
+    with pytest.raises(SystemExit):
+        build_cli.main([str(fp32_graph), "--output", out, "--precision", "fp16", "--calibration-data", "x"])
+    assert build_cli.main([str(tmp_path / "missing.onnx"), "--output", out, "--precision", "fp32"]) == 1
+    assert "graph not found" in capsys.readouterr().err
+
+
+def test_nvidia_smi_output_is_parsed_and_the_gpu_cuda_uses_chosen() -> None:
+    text = "NVIDIA H100 80GB HBM3, 9.0, GPU-aaaa-1\nNVIDIA A10, 8.6, GPU-bbbb-2\n"
+    gpus = parse_gpu_query(text)
+    assert gpus == [("NVIDIA H100 80GB HBM3", (9, 0), "GPU-aaaa-1"), ("NVIDIA A10", (8, 6), "GPU-bbbb-2")]
+    assert parse_gpu_query("No devices were found\n") == []
+    assert select_gpu(gpus, "GPU-bbbb", None) == ("NVIDIA A10", (8, 6))
+    assert select_gpu(gpus, "1", "PCI_BUS_ID") == ("NVIDIA A10", (8, 6))
+    assert select_gpu(gpus, "", None) is None and select_gpu(gpus, "7", "PCI_BUS_ID") is None
+    with pytest.raises(ConfigError, match="CUDA_DEVICE_ORDER=PCI_BUS_ID"):
+        select_gpu(gpus, None, None)  # mixed GPUs: CUDA's index 0 need not be nvidia-smi's
+    assert select_gpu(gpus[:1] * 2, None, None) == ("NVIDIA H100 80GB HBM3", (9, 0))
+
+
+# Plan loading rules, on plans written as build_engine writes them (bytes here are not a real engine:
+# the rules read only the manifest and hashes, never the plan's content).
+
+
+def _plan(tmp_path: Path, **manifest) -> Path:
+    source = tmp_path / "model.fp16.onnx"
+    source.write_bytes(b"typed graph")
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"serialized engine")
+    facts = {
+        "precision": "fp16",
+        "class_names": ["a", "b"],
+        "source_onnx": source.name,
+        "source_onnx_sha256": hashlib.sha256(b"typed graph").hexdigest(),
+        "tensorrt_version": H100.tensorrt_version,
+        "gpu": {"name": H100.gpu_name, "compute_capability": list(H100.compute_capability)},
+        "hardware_compat": "none",
+        "version_compatible": False,
+        "build_command": "python -m export.build_engine model.fp16.onnx --output model.plan --precision fp16",
+        **manifest,
+    }
+    write_manifest(plan, facts, force=True)
+    return plan
+
+
+def test_a_plan_built_here_loads(tmp_path: Path) -> None:
+    assert check_plan(_plan(tmp_path), H100)["precision"] == "fp16"
+
+
+def test_a_plan_without_its_manifest_is_refused(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    manifest_path(plan).unlink()
+    with pytest.raises(StaleArtifactError, match="has no manifest model.plan.json.*python -m export.build_engine"):
+        check_plan(plan, H100)
+
+
+def test_a_manifest_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    manifest_path(plan).write_text(json.dumps({"precision": "fp16"}))
+    with pytest.raises(InputFileError, match="not a plan manifest"):
+        check_plan(plan, H100)
+
+
+def test_a_replaced_plan_or_a_changed_source_is_refused(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    plan.write_bytes(b"another engine")
+    with pytest.raises(StaleArtifactError, match="sha256 differs.*rebuild it on this machine: python -m export"):
+        check_plan(plan, H100)
+    plan = _plan(tmp_path)
+    (tmp_path / "model.fp16.onnx").write_bytes(b"re-exported graph")
+    with pytest.raises(StaleArtifactError, match="model.fp16.onnx changed after model.plan was built"):
+        check_plan(plan, H100)
+    (tmp_path / "model.fp16.onnx").unlink()  # a deployment may ship the plan alone
+    assert check_plan(_plan(tmp_path), H100)
+
+
+@pytest.mark.parametrize(
+    ("machine", "manifest", "refused"),
+    [
+        (Machine(H100.gpu_name, (9, 0), "10.14.1.48"), {}, "built with TensorRT 10.13.0.35"),
+        (Machine(H100.gpu_name, (9, 0), "10.14.1.48"), {"version_compatible": True}, None),
+        (Machine(H100.gpu_name, (9, 0), "10.12.0.36"), {"version_compatible": True}, "does not cover the older"),
+        (Machine(H100.gpu_name, (9, 0), "11.0.0.1"), {"version_compatible": True}, None),
+        (Machine(H100.gpu_name, (9, 0), "unknown"), {"version_compatible": True}, "cannot be matched"),
+        (Machine("NVIDIA A100", (8, 0), H100.tensorrt_version), {}, "compute capability 9.0"),
+        (Machine("NVIDIA A100", (8, 0), H100.tensorrt_version), {"hardware_compat": "ampere+"}, None),
+        (Machine("Tesla T4", (7, 5), H100.tensorrt_version), {"hardware_compat": "ampere+"}, "this GPU is Tesla T4"),
+    ],
+)
+def test_version_and_hardware_rules(tmp_path: Path, machine: Machine, manifest: dict, refused: str | None) -> None:
+    plan = _plan(tmp_path, **manifest)
+    if refused is None:
+        assert check_plan(plan, machine)
+    else:
+        with pytest.raises(StaleArtifactError, match=refused):
+            check_plan(plan, machine)
+
+
+def test_a_timing_cache_from_elsewhere_is_set_aside(tmp_path: Path) -> None:
+    cache = tmp_path / "timing.cache"
+    save_timing_cache(cache, b"measured on H100", H100)
+    assert timing_cache_problem(json.loads(manifest_path(cache).read_text()), H100) is None
+    assert load_timing_cache(cache, H100) == b"measured on H100"
+    a100 = Machine("NVIDIA A100", (8, 0), H100.tensorrt_version)
+    assert load_timing_cache(cache, a100) == b""
+    assert not cache.exists() and (tmp_path / "timing.cache.set-aside").read_bytes() == b"measured on H100"
+    cache.write_bytes(b"no sidecar")
+    manifest_path(cache).unlink()
+    assert load_timing_cache(cache, H100) == b""
+    assert "no sidecar" in timing_cache_problem(None, H100)
+    assert "no sidecar" in timing_cache_problem([1], H100)
+    unknown = Machine(H100.gpu_name, H100.compute_capability, "unknown")
+    assert timing_cache_problem(
+        {"gpu_name": H100.gpu_name, "compute_capability": [9, 0], "tensorrt_version": "unknown"}, unknown
+    )
+
+
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_builds_a_plan_that_its_rules_accept(fp32_graph: Path, tmp_path: Path, precision: str) -> None:
+    result = build_engine(fp32_graph, tmp_path / "model.plan", precision=precision, timing_cache=tmp_path / "t.cache")
+    manifest = check_plan(result.plan, tensorrt_env.this_machine())
+    assert manifest["precision"] == precision and manifest["profile"] == {"min": 1, "opt": 8, "max": 8}
+    assert (tmp_path / "t.cache").stat().st_size > 0
