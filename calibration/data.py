@@ -21,10 +21,10 @@ from models._io import sha256_file
 from models.class_names import permutation
 from models.coco import read_coco_labels
 from models.errors import ConfigError, InputFileError
+from runtime.preprocessing import image_files
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Below this many images, activation ranges (especially the histogram methods') are noisy;
 # TensorRT's and ONNX Runtime's guides calibrate on a few hundred to a thousand images.
 SMALL_SET = 100
@@ -97,7 +97,7 @@ def calibration_set(
         raise InputFileError(f"calibration data folder not found: {root}")
     labels = None
     if annotations is None:
-        files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(root)
     else:
         coco = read_coco_labels(annotations, "alphabetical")
         order = permutation(coco.class_names, class_names, f"{annotations} categories")
@@ -107,7 +107,7 @@ def calibration_set(
         if absent:
             raise InputFileError(f"{len(absent)} images named in {annotations} are missing, e.g. {absent[0]}")
     if not files:
-        raise InputFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {root}")
+        raise InputFileError(f"{annotations} lists no annotated image")
     if max_images is not None and len(files) > max_images:
         keep = np.linspace(0, len(files) - 1, max_images).round().astype(int)
         files = [files[i] for i in keep]

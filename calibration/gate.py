@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from export.metadata import mismatched_facts
+from export.metadata import require_serving_facts
 from export.parity import GateError, ParityReport, compare, tolerances
 from export.parity_inputs import eager_logits, onnx_session, session_logits
 from models.config import ModelConfig
-from models.errors import ClassNamesMismatchError, ConfigError
 from runtime.preprocessing import preprocess_batch
 
 from .data import CalibrationSet
@@ -82,10 +81,7 @@ def gate_int8(
         from models.checkpoint import load_model
 
         model = load_model(checkpoint)
-        mismatched = mismatched_facts(facts, model)
-        if mismatched:
-            error = ClassNamesMismatchError if "class_names" in mismatched else ConfigError
-            raise error(f"{source} records other {', '.join(mismatched)} than {checkpoint}; name its own checkpoint")
+        require_serving_facts(facts, model, source)
         reference, reference_name = eager_logits(model, images), f"the eager checkpoint {Path(checkpoint).name}"
     report = compare(
         reference,

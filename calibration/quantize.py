@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.metadata import manifest_path, write_manifest
-from export.parity import tolerances
+from export.metadata import manifest_path, publish, write_manifest
+from export.parity import add_tolerance_option, tolerances
 from models import _cli
 from models._io import sha256_file
 from models.config import ModelConfig
@@ -110,7 +110,8 @@ def quantize_int8(
     elif batch_size > graph_max:
         raise ConfigError(f"--batch-size {batch_size} exceeds the graph's max batch {graph_max}")
     dataset = calibration_set(data, facts["class_names"], annotations=annotations, max_images=max_images)
-    for warning in dataset.warnings():
+    warnings = dataset.warnings()
+    for warning in warnings:
         logger.warning("%s", warning)
     cache = Path(cache) if cache is not None else default_cache(output, method)
     key = RangeKey(sha256_file(source), dataset.fingerprint(), spec)
@@ -155,12 +156,11 @@ def quantize_int8(
             checkpoint=checkpoint,
             tolerance_overrides=tolerance_overrides,
         )
-        calibration = {**int8_facts["calibration"], "coverage": dataset.coverage(), "warnings": dataset.warnings()}
+        calibration = {**int8_facts["calibration"], "coverage": dataset.coverage(), "warnings": warnings}
         write_manifest(staged, {**int8_facts, "calibration": calibration, "parity": outcome.to_dict()}, force=True)
         if not force and any(path.exists() for path in (output, manifest_path(output))):
             raise ConfigError(f"{output} appeared while quantizing; pass --force to replace it")
-        os.replace(staged, output)  # the graph first: a manifest never describes a graph not in place
-        os.replace(manifest_path(staged), manifest_path(output))
+        publish(staged, output)
     return QuantizeResult(
         output, manifest_path(output), cache, ranges is not None, dataset, outcome, time.perf_counter() - started
     )
@@ -209,13 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("--gate-images", type=Path, help="held-out image folder for the gate")
     gate.add_argument("--gate-annotations", type=Path, help="COCO instances JSON of --gate-images: adds mAP")
     gate.add_argument("--gate-max-images", type=int, default=DEFAULT_GATE_IMAGES, help="gate on at most this many")
-    gate.add_argument(
-        "--tolerance",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="loosen (or tighten) one int8 limit explicitly, e.g. map_drop=1.5",
-    )
+    add_tolerance_option(gate, "map_drop=1.5")
     parser.add_argument("--force", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     if args.gate_annotations is not None and args.gate_images is None:

@@ -27,6 +27,7 @@ from runtime.plan_rules import timing_cache_problem
 from runtime.tensorrt_env import Machine, this_machine
 
 from .metadata import manifest_path, write_manifest
+from .parity import add_tolerance_option
 from .typed_graph import PRECISIONS, Calibration, read_graph, typed_graph
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def build_engine(
     started = time.perf_counter()
     source, output = Path(source), Path(output)
     _check_arguments(output, precision, workspace_mib, hardware_compat, optimization_level, force)
-    _, source_facts = read_graph(source)
+    source_graph, source_facts = read_graph(source)
     profile = batch_profile(int(source_facts["batch"]["max"]), min_batch, opt_batch, max_batch)
     if tolerance_overrides and source_facts["precision"] == precision:
         raise ConfigError(
@@ -146,7 +147,7 @@ def build_engine(
     graph_path = typed_graph(
         source, precision, output, calibration=calibration, tolerance_overrides=tolerance_overrides, force=force
     )
-    graph, facts = read_graph(graph_path)
+    graph, facts = (source_graph, source_facts) if graph_path == source else read_graph(graph_path)
     flags = {
         "workspace": workspace_mib,
         "builder-opt-level": optimization_level,
@@ -245,9 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     int8.add_argument("--calibration-data", type=Path, help="calibration image folder")
     int8.add_argument("--calibration-annotations", type=Path, help="COCO instances JSON of --calibration-data")
     int8.add_argument("--calibration-method", choices=sorted(METHODS), default="minmax", help="activation ranges")
-    parser.add_argument(
-        "--tolerance", action="append", default=[], metavar="NAME=VALUE", help="loosen one gate limit explicitly"
-    )
+    add_tolerance_option(parser)
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
     if args.calibration_data is None and args.calibration_annotations is not None:

@@ -21,10 +21,10 @@ from models import _cli
 from models._io import atomic_output
 from models.checkpoint import load_model
 from models.classifier import MaskedGATClassifier
-from models.errors import ClassNamesMismatchError, ConfigError, InputFileError
+from models.errors import ConfigError, InputFileError
 
-from .metadata import graph_precision, mismatched_facts, read_metadata
-from .parity import TOLERANCES, GateError, ParityReport, compare, parse_tolerances, tolerances
+from .metadata import graph_precision, read_metadata, require_serving_facts
+from .parity import TOLERANCES, GateError, ParityReport, add_tolerance_option, compare, parse_tolerances, tolerances
 from .parity_inputs import (
     ParityInputs,
     coco_inputs,
@@ -69,13 +69,7 @@ def check_parity(
     if candidate.suffix == ".onnx":
         graph = _load_graph(candidate)
         metadata = read_metadata(graph)
-        mismatched = mismatched_facts(metadata, model)
-        if mismatched:
-            error = ClassNamesMismatchError if "class_names" in mismatched else ConfigError
-            raise error(
-                f"{candidate} records other {', '.join(mismatched)} than the checkpoint; "
-                "it was not exported from this checkpoint: export it again"
-            )
+        require_serving_facts(metadata, model, candidate)
         # The limits follow what the graph is, never only what its metadata says it is.
         content = graph_precision(graph)
         if metadata.get("precision", content) != content:
@@ -139,13 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(TOLERANCES),
         help="limits to apply (default: what an .onnx graph's content is; fp32 for polygraphy outputs)",
     )
-    parser.add_argument(
-        "--tolerance",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="loosen (or tighten) one limit explicitly, e.g. prob_abs=0.02",
-    )
+    add_tolerance_option(parser)
     parser.add_argument("--report", type=Path, help="write the report as JSON")
     parser.add_argument("--plot", type=Path, help="draw |Δprob| against the reference probability (PNG)")
     parser.add_argument("--write-inputs", type=Path, help="only write the inputs in polygraphy's format, then exit")

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from models._io import atomic_output, sha256_file
+from models.errors import ClassNamesMismatchError, ConfigError
 from runtime.manifest import manifest_path
 
 if TYPE_CHECKING:
@@ -92,6 +93,13 @@ def write_manifest(artifact: str | os.PathLike, facts: Mapping[str, Any], *, for
     return path
 
 
+def publish(staged: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Moves a staged artifact, then its manifest, into place: a manifest never describes an artifact
+    that is not there."""
+    os.replace(staged, target)
+    os.replace(manifest_path(staged), manifest_path(target))
+
+
 def graph_precision(model: onnx.ModelProto) -> str:
     """The precision a graph's content shows: ``int8`` (Q/DQ nodes), ``fp16`` (FP16 weights) or ``fp32``."""
     if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node):
@@ -103,6 +111,22 @@ def graph_precision(model: onnx.ModelProto) -> str:
 
 # Facts a deployment reads from the artifact; each must match the checkpoint it is compared with.
 SERVING_FACTS = ("class_names", "image_size", "preprocessing", "decision_threshold", "mask_mode", "mask_sha256")
+
+
+def require_serving_facts(metadata: Mapping[str, Any], model: MaskedGATClassifier, artifact: str | os.PathLike) -> None:
+    """Refuses ``artifact`` when its recorded serving facts are not ``model``'s.
+
+    Raises:
+        ClassNamesMismatchError: It was built for other classes.
+        ConfigError: Another serving fact differs.
+    """
+    mismatched = mismatched_facts(metadata, model)
+    if mismatched:
+        error = ClassNamesMismatchError if "class_names" in mismatched else ConfigError
+        raise error(
+            f"{artifact} records other {', '.join(mismatched)} than the checkpoint; "
+            "it was not exported from this checkpoint: export it again, or name its own checkpoint"
+        )
 
 
 def mismatched_facts(metadata: Mapping[str, Any], model: MaskedGATClassifier) -> list[str]:

@@ -137,6 +137,17 @@ def tolerances(precision: str, overrides: Mapping[str, float] | None = None) -> 
     return dataclasses.replace(base, **dict(overrides or {}))
 
 
+def add_tolerance_option(parser, example: str = "prob_abs=0.02") -> None:
+    """Adds ``--tolerance NAME=VALUE`` (repeatable) to an argparse parser or group."""
+    parser.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"loosen (or tighten) one gate limit explicitly, e.g. {example}",
+    )
+
+
 def parse_tolerances(values: list[str]) -> dict[str, float]:
     """``["prob_abs=0.02", ...]`` → ``{"prob_abs": 0.02}``."""
     result = {}

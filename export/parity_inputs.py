@@ -20,9 +20,7 @@ from models.classifier import MaskedGATClassifier
 from models.coco import read_coco_labels
 from models.config import ModelConfig
 from models.errors import InputFileError
-from runtime.preprocessing import preprocess
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from runtime.preprocessing import image_files, preprocess
 
 
 @dataclass(frozen=True)
@@ -49,10 +47,7 @@ def random_inputs(config: ModelConfig, count: int, seed: int = 0) -> ParityInput
 
 def folder_inputs(model: MaskedGATClassifier, folder: str | os.PathLike) -> ParityInputs:
     """Every image file in ``folder`` (sorted by name), preprocessed."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if not files:
-        raise InputFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+    files = image_files(folder)
     config = model.config
     return ParityInputs(
         np.stack([preprocess(p, config.image_size, config.preprocessing) for p in files]),

@@ -29,7 +29,7 @@ from models.errors import ConfigError, ExportError
 
 from .metadata import artifact_facts, manifest_path, set_metadata, write_manifest
 from .onnx_checks import check_model, find_mask_constant
-from .parity import GateError, ParityReport, compare, parse_tolerances, tolerances
+from .parity import GateError, ParityReport, add_tolerance_option, compare, parse_tolerances, tolerances
 from .parity_inputs import eager_logits, onnx_session, random_inputs, session_logits
 
 logger = logging.getLogger(__name__)
@@ -174,13 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="largest batch the graph accepts")
     parser.add_argument("--parity-samples", type=int, default=8, help="random images for the parity gate")
-    parser.add_argument(
-        "--tolerance",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="loosen (or tighten) one parity limit explicitly, e.g. prob_abs=0.02",
-    )
+    add_tolerance_option(parser)
     parser.add_argument("--external-data", action="store_true", help="store weights in a .data file beside the graph")
     parser.add_argument("--force", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)

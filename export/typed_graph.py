@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from models.config import ModelConfig
 from models.errors import ConfigError, InputFileError, StaleArtifactError
 
 from .fp16 import to_fp16
-from .metadata import graph_precision, manifest_path, read_metadata, set_metadata, write_manifest
+from .metadata import graph_precision, manifest_path, publish, read_metadata, set_metadata, write_manifest
 from .onnx_checks import check_model, find_mask_constant, mask_of_graph
 from .parity import GateError, compare, tolerances
 from .parity_inputs import onnx_logits, random_inputs
@@ -104,17 +103,8 @@ def typed_graph(
             f"an INT8 engine needs the INT8 Q/DQ graph: pass one made by calibration.quantize, or "
             f"--calibration-data DIR to make {target.name} from {source.name}"
         )
-    wanted = {"source_onnx_sha256": source_sha, "precision": precision}
-    if calibration is not None:
-        from calibration.data import calibration_set
-        from calibration.quantize import DEFAULT_PERCENTILE, method_spec
-
-        chosen = calibration_set(calibration.data, facts["class_names"], annotations=calibration.annotations)
-        wanted["calibration"] = {
-            "method": method_spec(calibration.method, DEFAULT_PERCENTILE),
-            "files_sha256": chosen.fingerprint(),
-        }
     if target.exists():
+        wanted = _wanted_facts(source_sha, precision, calibration, facts["class_names"])
         if _made_from(target, wanted, limits):
             logger.info("reusing %s, made from this %s", target, source.name)
             return target
@@ -142,6 +132,23 @@ def typed_graph(
     else:
         _write_fp16(source, source_sha, graph, facts, target, tolerance_overrides)
     return target
+
+
+def _wanted_facts(
+    source_sha: str, precision: str, calibration: Calibration | None, class_names: list[str]
+) -> dict[str, Any]:
+    """What a reusable typed graph must record (hashing the calibration images only when asked)."""
+    wanted: dict[str, Any] = {"source_onnx_sha256": source_sha, "precision": precision}
+    if calibration is not None:
+        from calibration.data import calibration_set
+        from calibration.quantize import DEFAULT_PERCENTILE, method_spec
+
+        chosen = calibration_set(calibration.data, class_names, annotations=calibration.annotations)
+        wanted["calibration"] = {
+            "method": method_spec(calibration.method, DEFAULT_PERCENTILE),
+            "files_sha256": chosen.fingerprint(),
+        }
+    return wanted
 
 
 def _made_from(target: Path, wanted: dict[str, Any], limits: dict[str, float]) -> bool:
@@ -193,6 +200,5 @@ def _write_fp16(
             raise GateError(f"{target.name} was not written: it fails the fp16 parity gate", report)
         parity = {"reference": f"the FP32 graph {source.name}", **report.to_dict()}
         write_manifest(staged, {**half_facts, "parity": parity}, force=True)
-        os.replace(staged, target)  # the graph first: a manifest never describes a graph not in place
-        os.replace(manifest_path(staged), manifest_path(target))
+        publish(staged, target)
     logger.info("wrote the FP16 graph %s (%s)", target, report.table().splitlines()[0])

@@ -20,6 +20,7 @@ from models.config import Preprocessing
 from models.errors import InputFileError
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR}
 
 
@@ -59,6 +60,21 @@ def preprocess(source: ImageSource, image_size: int, preprocessing: Preprocessin
 def preprocess_batch(sources: Sequence[ImageSource], image_size: int, preprocessing: Preprocessing) -> np.ndarray:
     """Several images → float32 [B, 3, image_size, image_size]."""
     return np.stack([preprocess(source, image_size, preprocessing) for source in sources])
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name.
+
+    Raises:
+        InputFileError: ``folder`` is not a folder or holds no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+    return files
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
