@@ -1,7 +1,9 @@
 """``python -m export.check_parity``: the eager FP32 model against a candidate, gated.
 
-Candidates:
-- an ``.onnx`` graph, run here with ONNX Runtime (its precision read from its metadata);
+Candidates, each run through the runtime runner that serves it in production:
+- an ``.onnx`` graph, with ONNX Runtime (its precision read from its content);
+- a ``.plan``, with TensorRT (on a machine with a GPU and TensorRT; its manifest checked first);
+- a ``.pt`` checkpoint, with torch, e.g. on CUDA with FP16 autocast (``--device cuda --fp16``);
 - a ``polygraphy run --save-outputs`` JSON (with ``--polygraphy-inputs``, the ``--save-inputs``
   file of the same run), so a run made on a GPU machine, e.g. of a TensorRT plan, is compared here.
 ``--write-inputs F`` writes this command's inputs in Polygraphy's format, for
@@ -21,18 +23,19 @@ from models import _cli
 from models._io import atomic_output
 from models.checkpoint import load_model
 from models.classifier import MaskedGATClassifier
-from models.errors import ConfigError, InputFileError
+from models.errors import ConfigError, InputFileError, MissingDependencyError
+from runtime.plan_rules import read_plan_manifest
 
-from .metadata import graph_precision, read_metadata, require_serving_facts
+from .metadata import graph_precision, mask_sha256, read_metadata, require_serving_facts
 from .parity import TOLERANCES, GateError, ParityReport, add_tolerance_option, compare, parse_tolerances, tolerances
 from .parity_inputs import (
     ParityInputs,
     coco_inputs,
     eager_logits,
     folder_inputs,
-    onnx_logits,
     polygraphy_run,
     random_inputs,
+    runner_logits,
 )
 
 
@@ -55,9 +58,11 @@ def check_parity(
     polygraphy_inputs: str | os.PathLike | None = None,
     precision: str | None = None,
     tolerance_overrides: dict[str, float] | None = None,
+    device: str = "auto",
+    fp16: bool = False,
 ) -> tuple[ParityReport, np.ndarray, np.ndarray]:
-    """Runs ``model`` (the eager reference) and the candidate, and gates; returns the report and
-    the two logit arrays.
+    """Runs ``model`` (the eager reference, FP32 on CPU) and the candidate, and gates; returns the
+    report and the two logit arrays. ``device`` and ``fp16`` choose how the candidate runs.
 
     Raises:
         ConfigError: The candidate's kind is unknown, its inputs are missing, or it records other
@@ -65,7 +70,10 @@ def check_parity(
         ClassNamesMismatchError: An ONNX candidate was built for other classes.
     """
     candidate = Path(candidate)
-    targets = None
+    if not candidate.is_file():
+        raise InputFileError(f"candidate not found: {candidate}")
+    inputs = inputs or random_inputs(model.config, 8)
+    images, targets = inputs.images, inputs.targets
     if candidate.suffix == ".onnx":
         graph = _load_graph(candidate)
         metadata = read_metadata(graph)
@@ -75,26 +83,35 @@ def check_parity(
         if metadata.get("precision", content) != content:
             raise ConfigError(f"{candidate} is labelled {metadata.get('precision')} but its graph is {content}")
         precision = precision or content
-        inputs = inputs or random_inputs(model.config, 8)
-        images, targets = inputs.images, inputs.targets
-        logits = onnx_logits(candidate, images, batch=int(metadata.get("batch", {}).get("max", 16)))
+        logits = runner_logits(candidate, images, device=device)
+    elif candidate.suffix == ".plan":
+        manifest = read_plan_manifest(candidate)
+        require_serving_facts(manifest, model, candidate)
+        precision = precision or manifest["precision"]
+        try:
+            logits = runner_logits(candidate, images, device=device)
+        except MissingDependencyError as exc:
+            raise MissingDependencyError(
+                f"{exc}. Without them here: write inputs with --write-inputs, run `polygraphy run M.plan --trt "
+                "--load-inputs inputs.json --save-inputs used.json --save-outputs out.json` on the GPU machine, "
+                "and pass out.json here with --polygraphy-inputs used.json"
+            ) from exc
+    elif candidate.suffix == ".pt":
+        require_serving_facts(checkpoint_facts(candidate), model, candidate)
+        precision = precision or ("fp16" if fp16 else "fp32")
+        logits = runner_logits(candidate, images, device=device, fp16=fp16)
     elif candidate.suffix == ".json":
         if polygraphy_inputs is None:
             raise ConfigError("a polygraphy outputs file needs --polygraphy-inputs, the --save-inputs file of its run")
         images, logits = polygraphy_run(candidate, polygraphy_inputs)
+        targets = None
         size = model.config.image_size
         if images.shape[1:] != (3, size, size):
             raise InputFileError(
                 f"{polygraphy_inputs}: images of shape {images.shape[1:]}, the model takes (3, {size}, {size})"
             )
-    elif candidate.suffix == ".plan":
-        raise ConfigError(
-            "TensorRT plans run on a GPU machine: write inputs with --write-inputs, run `polygraphy run M.plan "
-            "--trt --load-inputs inputs.json --save-inputs inputs.json --save-outputs out.json` there, and pass "
-            "out.json here with --polygraphy-inputs inputs.json"
-        )
     else:
-        raise ConfigError(f"{candidate}: a candidate is an .onnx graph or a polygraphy outputs .json")
+        raise ConfigError(f"{candidate}: a candidate is an .onnx, .plan or .pt file, or a polygraphy outputs .json")
     reference = eager_logits(model, images)
     precision = precision or "fp32"  # polygraphy outputs carry no graph to read a precision from
     report = compare(
@@ -109,9 +126,21 @@ def check_parity(
     return report, reference, logits
 
 
+def checkpoint_facts(path: Path) -> dict[str, object]:
+    """A checkpoint's serving facts, in the form artifacts record them."""
+    candidate = load_model(path)
+    config = candidate.config
+    return {
+        "class_names": list(candidate.class_names),
+        "image_size": config.image_size,
+        "preprocessing": config.to_dict()["preprocessing"],
+        "decision_threshold": config.decision_threshold,
+        "mask_mode": config.mask_mode,
+        "mask_sha256": mask_sha256(candidate.mask.cpu().numpy()),
+    }
+
+
 def _load_graph(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise InputFileError(f"candidate not found: {path}")
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several types for a file that is not ONNX
@@ -122,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m export.check_parity``: print the parity table; exit 1 when the gate fails."""
     parser = _cli.parser("python -m export.check_parity", "Compare a candidate artifact with the eager model.")
     parser.add_argument("--checkpoint", type=Path, required=True, help="the reference checkpoint (.pt)")
-    parser.add_argument("--candidate", type=Path, help="an .onnx graph, or a polygraphy --save-outputs .json")
+    parser.add_argument(
+        "--candidate", type=Path, help="an .onnx graph, a .plan, a .pt checkpoint, or a polygraphy --save-outputs .json"
+    )
+    parser.add_argument("--device", default="auto", help="where the candidate runs: auto, cpu, cuda (cuda:N for .pt)")
+    parser.add_argument("--fp16", action="store_true", help="run a .pt candidate with FP16 autocast (CUDA)")
     source = parser.add_argument_group("inputs (default: 8 random images)")
     source.add_argument("--images", type=Path, help="an image folder (with --annotations: the split's images)")
     source.add_argument("--annotations", type=Path, help="COCO instances JSON: adds both mAPs and their difference")
@@ -166,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             polygraphy_inputs=args.polygraphy_inputs,
             precision=args.precision,
             tolerance_overrides=parse_tolerances(args.tolerance),
+            device=args.device,
+            fp16=args.fp16,
         )
         print(report.table())
         if args.report is not None:

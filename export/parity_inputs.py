@@ -102,6 +102,23 @@ def onnx_logits(path: str | os.PathLike, images: np.ndarray, batch: int = 16) ->
     return session_logits(onnx_session(path), images, batch)
 
 
+def runner_logits(
+    artifact: str | os.PathLike, images: np.ndarray, *, device: str = "auto", fp16: bool = False
+) -> np.ndarray:
+    """An artifact's logits on ``images`` through the runtime runner that serves it in production."""
+    from runtime.backends import make_runner
+
+    with make_runner(artifact, device=device, fp16=fp16) as runner:
+        facts = runner.facts
+        batch = facts.max_batch or 16
+        return np.concatenate(
+            [
+                runner.infer({facts.input_name: images[i : i + batch]})[facts.output_name]
+                for i in range(0, len(images), batch)
+            ]
+        )
+
+
 @contextlib.contextmanager
 def _ort_failures(what: str | os.PathLike) -> Iterator[None]:
     try:

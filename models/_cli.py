@@ -10,7 +10,7 @@ from collections.abc import Callable
 from .errors import DeployError
 
 # The toolkit's own loggers speak at INFO; third-party libraries only at WARNING.
-_PACKAGES = ("models", "export", "calibration", "runtime")
+_PACKAGES = ("models", "export", "calibration", "runtime", "pipeline")
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def run(body: Callable[[], None], *, verbose: bool = False) -> int:
     Any other exception is a bug and propagates with its traceback.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for package in _PACKAGES:
+    for package in (*_PACKAGES, "__main__"):  # a module run with -m logs as __main__
         logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
         body()

@@ -57,3 +57,26 @@ class StaleArtifactError(DeployError):
 
 class MissingDependencyError(DeployError):
     """An optional dependency or a device the step needs is absent (TensorRT, a CUDA GPU)."""
+
+
+class BadInputError(InputFileError):
+    """One item of a prediction request cannot be used (unreadable, wrong shape, not finite).
+
+    Attributes:
+        index: Position of the item in the request.
+        source: What the item was (a file name, or its type and shape).
+    """
+
+    def __init__(self, index: int, source: str, problem: str) -> None:
+        super().__init__(f"item {index} ({source}): {problem}")
+        self.index = index
+        self.source = source
+        self.problem = problem
+
+
+class CudaError(DeployError):
+    """A CUDA runtime call failed (out of memory, no device, a failed launch)."""
+
+
+class InferenceError(DeployError):
+    """A backend returned unusable output (wrong shape, NaN or infinite logits)."""

@@ -20,6 +20,7 @@ from .coco import CLASS_ORDERS, ClassOrder
 from .config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode, ModelConfig
 from .correlation_sources import read_mask_source
 from .dataset import CocoMultiLabel
+from .errors import ConfigError
 from .training import LAST, OPTIMIZERS, SCHEDULES, SGD_MOMENTUM, TrainConfig, TrainResult, prepare_output, train
 from .transforms import EvalTransform, train_transform
 
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("--lr-steps", type=int, nargs="*", default=[], help="step schedule: epochs where lr drops ×0.1")
     opt.add_argument("--seed", type=int, default=defaults.seed, help="seed of init, shuffling and augmentation")
     opt.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
+    opt.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1)")
     args = parser.parse_args(argv)
     paths = _split_paths(args, parser)
     given = [f"--{k.replace('_', '-')}" for k in _MODEL_FLAGS if getattr(args, k) not in (None, False)]
@@ -153,11 +155,21 @@ def main(argv: list[str] | None = None) -> int:
                 use_gat=not args.no_gat,
                 seed=config.seed,
             )
-        result = run(model, paths, config, args.output, resume=args.resume)
+        result = run(model.to(_device(args.device)), paths, config, args.output, resume=args.resume)
         print(result.report.table())
         print(f"best val mAP {100 * result.best_map:.2f}: {result.best}")
 
     return _cli.run(body, verbose=args.verbose)
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {name!r} is not a torch device; use cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no usable CUDA device here; train on cpu")
+    return device
 
 
 def run(

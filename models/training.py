@@ -188,7 +188,7 @@ def train(
             "epoch": epoch + 1,
             "best_map": best_map,
             "history": history,
-            "train_config": _plain(config),
+            "train_config": config_record(config),
             "optimizer": optimizer.state_dict(),
         }
         if improved:  # before last.pt, whose best_map must never be ahead of best.pt on disk
@@ -258,12 +258,13 @@ def _train_epoch(
         generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
     )
     model.train()
+    device = next(model.parameters()).device
     total, seen = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=None)
     for batch in bar:
         if batch is None:  # every image of the batch was unreadable (each one is logged)
             continue
-        images, targets, _ = batch
+        images, targets = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(images), targets)
         loss.backward()
@@ -285,7 +286,7 @@ def _restore(model: MaskedGATClassifier, optimizer: torch.optim.Optimizer, confi
     # The step schedule does not depend on the length of the run, so a step run may be extended;
     # the cosine schedule does, so its length is a setting like the others.
     extendable = {"epochs"} if config.schedule == "step" else set()
-    changed = sorted(k for k, v in _plain(config).items() if k not in extendable and previous.get(k) != v)
+    changed = sorted(k for k, v in config_record(config).items() if k not in extendable and previous.get(k) != v)
     if changed:
         raise ConfigError(f"{last} was trained with other settings ({', '.join(changed)}); resume with the same ones")
     if config.epochs != previous.get("epochs"):
@@ -298,5 +299,6 @@ def _restore(model: MaskedGATClassifier, optimizer: torch.optim.Optimizer, confi
     return int(state["epoch"]), float(state["best_map"]), list(state["history"])
 
 
-def _plain(config: TrainConfig) -> dict[str, Any]:
+def config_record(config: TrainConfig) -> dict[str, Any]:
+    """The settings as recorded in a run's checkpoints (plain data; a resume must match them)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

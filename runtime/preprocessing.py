@@ -43,7 +43,9 @@ def load_rgb(source: ImageSource) -> Image.Image:
                 image = opened.copy()
         except FileNotFoundError as exc:
             raise InputFileError(f"image not found: {what}") from exc
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        except UnidentifiedImageError as exc:
+            raise InputFileError(f"{what}: not a readable image (unknown format, or not an image)") from exc
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise InputFileError(f"{what}: not a readable image ({type(exc).__name__}: {exc})") from exc
     return image if image.mode == "RGB" else image.convert("RGB")
 

@@ -22,6 +22,8 @@ COMMANDS = [
     "models.summary",
     "models.synthetic",
     "models.train",
+    "runtime.benchmark",
+    "runtime.predict",
 ]
 
 
@@ -55,6 +57,7 @@ def test_summary_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: py
     assert err.startswith("error: ") and "broken.pt" in err and "\n" not in err
 
 
-def test_errors_config_and_runtime_preprocessing_import_without_torch() -> None:
-    code = "import sys, models.errors, models.config, runtime.preprocessing; sys.exit('torch' in sys.modules)"
+def test_errors_config_and_runtime_import_without_torch() -> None:
+    modules = "models.errors, models.config, runtime.preprocessing, runtime, runtime.predict, runtime.benchmark"
+    code = f"import sys, {modules}; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

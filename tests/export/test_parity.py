@@ -15,11 +15,12 @@ from onnxconverter_common import float16
 from PIL import Image
 
 from export.check_parity import main as check_parity_main
+from export.metadata import read_metadata, write_manifest
 from export.parity import FP32, compare, tolerances
 from export.parity_inputs import eager_logits, onnx_logits, random_inputs
 from export.to_onnx import main as to_onnx_main
 from models.checkpoint import load_model, save_checkpoint
-from models.errors import ConfigError
+from models.errors import ConfigError, MissingDependencyError
 
 
 def test_figures_by_hand_and_the_gate() -> None:
@@ -190,9 +191,31 @@ def test_polygraphy_outputs_compare_and_reports_are_written(
     assert abs(figures["map_drop"]) < 0.05 and figures["map_reference"] > 0
 
 
-def test_a_plan_candidate_says_how_to_compare_it(trained_checkpoint: Path, tmp_path: Path, capsys) -> None:
-    assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(tmp_path / "m.plan")]) == 1
-    assert "polygraphy run M.plan --trt" in capsys.readouterr().err
+def test_a_plan_candidate_without_gpu_says_how_to_compare_it(
+    trained_checkpoint: Path, fp32_graph: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"serialized engine")
+    facts = {**read_metadata(onnx.load(str(fp32_graph), load_external_data=False)), "precision": "fp16"}
+    write_manifest(
+        plan,
+        {**facts, "tensorrt_version": "10.13.0", "gpu": {"name": "H100", "compute_capability": [9, 0]}},
+        force=True,
+    )
+
+    def no_gpu():
+        raise MissingDependencyError("no CUDA GPU is visible here")
+
+    monkeypatch.setattr("runtime.tensorrt_runner.this_machine", no_gpu)
+    assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(plan)]) == 1
+    error = capsys.readouterr().err
+    assert "no CUDA GPU" in error and "polygraphy run M.plan --trt" in error
+
+
+def test_a_checkpoint_candidate_runs_through_the_torch_runner(trained_checkpoint: Path, capsys) -> None:
+    args = ["--checkpoint", str(trained_checkpoint), "--candidate", str(trained_checkpoint), "--device", "cpu"]
+    assert check_parity_main(args) == 0
+    assert "logits_max_abs" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,306 @@
+"""``python -m pipeline.demo``: the whole toolkit on the generated demo dataset, in one command.
+
+Steps, each reusing what an earlier run left when it is still valid:
+data → mask (+ heatmap) → train → evaluate → FP32 ONNX (gated) → FP16 and INT8 graphs (gated) →
+TensorRT engines (where a GPU and TensorRT exist; otherwise the reason is recorded) → every
+artifact gated against the eager model on the held-out split (+ parity plots) → predictions of a
+few held-out images through ``runtime.Predictor`` → benchmark of every backend → ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models import _cli
+from models._io import atomic_output, sha256_file
+from models.checkpoint import MASK_KEY, load_model, read_checkpoint
+from models.correlation import CorrelationMask
+from models.errors import DeployError, InputFileError, MissingDependencyError, ParityError
+from models.synthetic import SyntheticSpec, generate
+from models.training import LAST, TrainConfig, config_record
+
+from .summary import write_summary
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT = Path("demo")
+DEFAULT_EPOCHS = 15
+# The documented demo recipe (docs/training.md): Adam at 1e-3, backbone at the full rate, from scratch.
+RECIPE = dict(batch_size=32, optimizer="adam", lr=1e-3, backbone_lr_scale=1.0, seed=0)
+BACKBONE, IMAGE_SIZE = "resnet18", 64
+PREDICTED_IMAGES = 6
+BENCHMARK_BATCHES = (1, 8)
+
+
+@dataclass
+class DemoRun:
+    """What the run made, measured and skipped, for the summary."""
+
+    output: Path
+    steps: list[tuple[str, str, float]] = field(default_factory=list)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    parity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    benchmark: dict[str, Any] = field(default_factory=dict)
+
+    def step(self, name: str, body: Callable[[], str]) -> None:
+        """Runs one step, logging and recording whether it built or reused, and how long it took."""
+        started = time.perf_counter()
+        logger.info("%s …", name)
+        outcome = body()
+        seconds = time.perf_counter() - started
+        self.steps.append((name, outcome, seconds))
+        logger.info("%s: %s (%.1f s)", name, outcome, seconds)
+
+
+def run_demo(output: Path = DEFAULT_OUTPUT, *, epochs: int = DEFAULT_EPOCHS) -> DemoRun:
+    """Runs every step into ``output``; returns what it made.
+
+    Raises:
+        ConfigError: ``output`` holds a training run of other settings.
+        ParityError: An artifact fails its gate (the summary is written first).
+    """
+    output.mkdir(parents=True, exist_ok=True)
+    run = DemoRun(output)
+    data, reports = output / "data", output / "reports"
+    reports.mkdir(exist_ok=True)
+    checkpoint = output / "run" / "best.pt"
+    run.step("dataset", lambda: _dataset(data))
+    run.step("co-occurrence mask", lambda: _mask(data, output))
+    run.step("training", lambda: _train(data, output, epochs))
+    run.artifacts["torch"] = checkpoint
+    run.step("evaluation", lambda: _evaluate(run, checkpoint, data, reports))
+    run.step("FP32 ONNX export", lambda: _export(checkpoint, output / "model.onnx"))
+    run.artifacts["onnx-fp32"] = output / "model.onnx"
+    for precision in ("fp16", "int8"):
+        run.step(f"{precision.upper()} graph and engine", lambda p=precision: _typed_and_engine(run, data, p))
+    run.step("parity on the held-out split", lambda: _parity(run, checkpoint, data, reports))
+    run.step("predictions", lambda: _predict(run, data, reports))
+    run.step("benchmark", lambda: _benchmark(run, reports))
+    write_summary(run, output / "summary.md")
+    failed = [*run.failed, *(name for name, report in run.parity.items() if not report["passed"])]
+    if failed:
+        raise ParityError(f"{', '.join(failed)} failed the parity gate; see {output / 'summary.md'}")
+    return run
+
+
+def _dataset(data: Path) -> str:
+    if (data / "instances_train.json").is_file() and (data / "instances_val.json").is_file():
+        return "reused"
+    generate(SyntheticSpec(), data, force=data.exists())
+    return "generated 1,600 train / 400 val images"
+
+
+def _mask(data: Path, output: Path) -> str:
+    from models.correlation_sources import read_mask_source
+    from models.mask_plot import plot_mask
+
+    path, train = output / "mask.npz", data / "instances_train.json"
+    try:
+        if CorrelationMask.load(path).correlation.source_sha256 == sha256_file(train):
+            return "reused"
+    except DeployError:
+        pass
+    mask = read_mask_source(train, class_order="alphabetical")
+    mask.save(path, force=True)
+    plot_mask(mask, output / "mask.png")
+    return mask.describe().splitlines()[0]
+
+
+def _train(data: Path, output: Path, epochs: int) -> str:
+    from models.train import new_model
+    from models.train import run as train_run
+
+    config = TrainConfig(epochs=epochs, **RECIPE)
+    folder = output / "run"
+    mask = CorrelationMask.load(output / "mask.npz")
+    resume = False
+    if (folder / LAST).is_file():
+        last = read_checkpoint(folder / LAST)
+        state = last.extra.get("training") or {}
+        if (
+            state.get("train_config") == config_record(config)
+            and (last.state_dict[MASK_KEY].numpy() == mask.mask).all()
+        ):
+            if state.get("epoch") == epochs:
+                return f"reused (val mAP {100 * state['best_map']:.2f})"
+            resume = True  # an interrupted run of these settings
+        else:  # the demo's own run, made with other settings or another mask: stale
+            logger.warning("%s was trained with other settings or another mask; training again", folder)
+            shutil.rmtree(folder)
+    paths = {
+        "train_images": data / "train",
+        "train_annotations": data / "instances_train.json",
+        "val_images": data / "val",
+        "val_annotations": data / "instances_val.json",
+    }
+    if resume:
+        model = load_model(folder / LAST).train()
+    else:
+        model = new_model(
+            paths["train_annotations"], backbone=BACKBONE, image_size=IMAGE_SIZE, mask=output / "mask.npz", seed=0
+        )
+    result = train_run(model, paths, config, folder, resume=resume)
+    return f"{'resumed' if resume else 'trained'} {epochs} epochs, val mAP {100 * result.best_map:.2f}"
+
+
+def _evaluate(run: DemoRun, checkpoint: Path, data: Path, reports: Path) -> str:
+    from models.evaluation import evaluate_checkpoint
+
+    report = evaluate_checkpoint(
+        checkpoint, data / "instances_val.json", data / "val", output=reports / "val_metrics.json"
+    )
+    run.metrics = report.to_dict()
+    return f"val mAP {100 * report.mAP:.2f}"
+
+
+def _export(checkpoint: Path, graph: Path) -> str:
+    from export.to_onnx import export_onnx
+    from export.typed_graph import read_graph
+    from runtime.manifest import manifest_path
+
+    if graph.is_file():
+        try:
+            _, facts = read_graph(graph)
+            manifest = json.loads(manifest_path(graph).read_text())
+            if (
+                facts.get("source_checkpoint_sha256") == sha256_file(checkpoint)
+                and manifest.get("artifact_sha256") == sha256_file(graph)
+                and manifest["parity"]["passed"]
+            ):
+                return "reused"
+        except (InputFileError, OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable or incomplete: export again
+    result = export_onnx(checkpoint, graph, force=True)
+    return f"exported, gate passed (max rel. logit error {result.parity.figures['logits_max_rel']:.1e})"
+
+
+def _typed_and_engine(run: DemoRun, data: Path, precision: str) -> str:
+    from export.build_engine import build_engine
+    from export.typed_graph import Calibration, typed_graph
+    from runtime.plan_rules import check_plan
+    from runtime.tensorrt_env import this_machine
+
+    source, plan = run.artifacts["onnx-fp32"], run.output / f"model.{precision}.plan"
+    calibration = Calibration(data / "train", data / "instances_train.json") if precision == "int8" else None
+    try:
+        graph = typed_graph(source, precision, plan, calibration=calibration, force=True)
+    except ParityError as exc:  # nothing was written; the summary shows why
+        run.failed[f"onnx-{precision}"] = str(exc)
+        return f"gate failed: {exc}"
+    run.artifacts[f"onnx-{precision}"] = graph
+    outcome = f"{graph.name} ready (gated)"
+    try:
+        machine = this_machine()
+    except MissingDependencyError as exc:
+        run.skipped[f"tensorrt-{precision}"] = str(exc)
+        return f"{outcome}; TensorRT engine skipped: {exc}"
+    try:
+        check_plan(plan, machine)
+        run.artifacts[f"tensorrt-{precision}"] = plan
+        return f"{outcome}; reused {plan.name}"
+    except DeployError:
+        pass
+    build_engine(source, plan, precision=precision, calibration=calibration, force=True)
+    run.artifacts[f"tensorrt-{precision}"] = plan
+    return f"{outcome}; built {plan.name}"
+
+
+def _parity(run: DemoRun, checkpoint: Path, data: Path, reports: Path) -> str:
+    from export.check_parity import check_parity
+    from export.parity_inputs import coco_inputs
+    from export.parity_plot import plot_parity
+
+    model = load_model(checkpoint)
+    inputs = coco_inputs(model, data / "instances_val.json", data / "val")
+    for name, artifact in run.artifacts.items():
+        if name == "torch":
+            continue
+        report, reference, logits = check_parity(model, artifact, inputs=inputs)
+        run.parity[name] = report.to_dict()
+        with atomic_output(reports / f"parity_{name}.json") as handle:
+            handle.write(json.dumps({"candidate": str(artifact), **report.to_dict()}, indent=2).encode())
+        plot_parity(reference, logits, report, reports / f"parity_{name}.png")
+    passed = sum(report["passed"] for report in run.parity.values())
+    return f"{passed} of {len(run.parity)} artifacts pass their gates on {len(inputs.images)} images"
+
+
+def _predict(run: DemoRun, data: Path, reports: Path) -> str:
+    from runtime import Predictor
+    from runtime.preprocessing import image_files
+
+    artifact = run.artifacts.get("tensorrt-fp16", run.artifacts["onnx-fp32"])
+    files = image_files(data / "val")[:PREDICTED_IMAGES]
+    truth = _val_labels(data)
+    with Predictor(artifact) as predictor:
+        results = predictor.predict([str(f) for f in files], top_k=3)
+        run.predictions = [
+            {**r.to_dict(predictor.class_names), "truth": truth.get(Path(r.source).name, [])} for r in results
+        ]
+    with atomic_output(reports / "predictions.json") as handle:
+        handle.write(json.dumps({"artifact": str(artifact), "results": run.predictions}, indent=2).encode())
+    return f"{len(results)} held-out images through {artifact.name}"
+
+
+def _val_labels(data: Path) -> dict[str, list[str]]:
+    document = json.loads((data / "instances_val.json").read_text())
+    names = {c["id"]: c["name"] for c in document["categories"]}
+    files = {image["id"]: image["file_name"] for image in document["images"]}
+    labels: dict[str, set[str]] = {}
+    for annotation in document["annotations"]:
+        labels.setdefault(files[annotation["image_id"]], set()).add(names[annotation["category_id"]])
+    return {name: sorted(found) for name, found in labels.items()}
+
+
+def _benchmark(run: DemoRun, reports: Path) -> str:
+    from runtime.benchmark import markdown, open_candidates, report, run_benchmark
+    from runtime.preprocessing import image_files
+
+    artifacts = list(run.artifacts.values())
+    candidates, predictors = open_candidates(
+        artifacts, backend="auto", device="auto", torch_fp16=False, bare_onnxruntime=False, files=True
+    )
+    try:
+        files = image_files(run.output / "data" / "val")[:16]
+        run_benchmark(candidates, BENCHMARK_BATCHES, files=files, warmup=2, iterations=5, rounds=2)
+    finally:
+        for predictor in predictors:
+            predictor.close()
+    run.benchmark = report(candidates, BENCHMARK_BATCHES, {"batch_sizes": list(BENCHMARK_BATCHES)})
+    with atomic_output(reports / "benchmark.json") as handle:
+        handle.write(json.dumps(run.benchmark, indent=2).encode())
+    with atomic_output(reports / "benchmark.md") as handle:
+        handle.write(markdown(run.benchmark).encode())
+    return f"{len(candidates)} candidates at batch {', '.join(map(str, BENCHMARK_BATCHES))}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.demo``: the README's main command."""
+    parser = _cli.parser("python -m pipeline.demo", "Run the whole toolkit on the generated demo dataset.")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="folder for everything the demo makes")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="training epochs")
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+
+    def body() -> None:
+        started = time.perf_counter()
+        run_demo(args.output, epochs=args.epochs)
+        print((args.output / "summary.md").read_text())
+        print(f"demo finished in {time.perf_counter() - started:.0f} s; everything is in {args.output}/")
+
+    return _cli.run(body, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

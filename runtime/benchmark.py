@@ -1,0 +1,329 @@
+"""``python -m runtime.benchmark ARTIFACT...``: latency and throughput, backends side by side.
+
+Every artifact is opened through :class:`~runtime.Predictor`: "arrays" rows time its backend on a
+preprocessed batch (``Predictor.logits``), "JPEG files" rows the whole ``Predictor.predict`` path from
+files (decode, preprocess, infer, results). With
+``--bare-onnxruntime`` each ``.onnx`` also runs in a plain ``InferenceSession`` with default
+options, the floor the backend is held to. Calls are timed in interleaved rounds (A, B, C, A, B, C,
+…) after a warm-up, so drift of the machine hits every candidate alike and ratios are measured side
+by side. ``--include-preprocessing`` adds rows fed JPEG files instead of preprocessed arrays.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from models import _cli
+from models._io import atomic_output
+from models.errors import ConfigError
+
+from .artifact import BACKENDS
+from .measure import Samples, peak_memory
+from .predictor import Predictor
+from .preprocessing import image_files
+from .tensorrt_env import visible_gpu
+
+INFERENCE, FILES = "arrays", "JPEG files"
+
+
+@dataclass
+class Candidate:
+    """One thing to time: a predictor (or a bare session) and how to call it."""
+
+    label: str
+    backend: str
+    device: str
+    precision: str
+    call: Callable[[Any], Any]
+    max_batch: int | None
+    image_size: int
+    mode: str = INFERENCE
+    cuda_devices: tuple[str, ...] = ()
+    samples: dict[int, Samples] = field(default_factory=dict)
+
+
+def open_candidates(
+    artifacts: Sequence[Path], *, backend: str, device: str, torch_fp16: bool, bare_onnxruntime: bool, files: bool
+) -> tuple[list[Candidate], list[Predictor]]:
+    """The candidates the flags ask for, and the predictors to close afterwards."""
+    candidates, predictors = [], []
+    for artifact in artifacts:
+        variants = [False, True] if torch_fp16 and artifact.suffix == ".pt" else [False]
+        for fp16 in variants:
+            predictor = Predictor(artifact, backend, device=device, fp16=fp16)
+            predictors.append(predictor)
+            where = predictor.device
+            precision = "fp16 autocast" if fp16 else predictor.facts.precision
+            common = dict(
+                backend=predictor.backend,
+                device=where,
+                precision=precision,
+                max_batch=predictor.facts.max_batch,
+                image_size=predictor.facts.image_size,
+                cuda_devices=(where,) if where.startswith("cuda") and artifact.suffix == ".pt" else (),
+            )
+            candidates.append(Candidate(f"{artifact.name}", call=predictor.logits, **common))
+            if files:
+                candidates.append(Candidate(f"{artifact.name}", call=predictor.predict, mode=FILES, **common))
+            if bare_onnxruntime and artifact.suffix == ".onnx":
+                candidates.append(_bare_session(artifact, predictor))
+    sizes = {c.image_size for c in candidates}
+    if len(sizes) > 1:
+        raise ConfigError(f"the artifacts take different input sizes {sorted(sizes)}; benchmark one model at a time")
+    return candidates, predictors
+
+
+def _bare_session(artifact: Path, predictor: Predictor) -> Candidate:
+    import onnxruntime as ort
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if predictor.device == "cuda" else None
+    session = ort.InferenceSession(str(artifact), providers=providers or ["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return Candidate(
+        f"{artifact.name} (bare InferenceSession)",
+        backend="onnxruntime-bare",
+        device=predictor.device,
+        precision=predictor.facts.precision,
+        call=lambda images: session.run(None, {name: images}),
+        max_batch=predictor.facts.max_batch,
+        image_size=predictor.facts.image_size,
+    )
+
+
+def synthetic_jpegs(folder: Path, count: int, size: tuple[int, int] = (640, 480), seed: int = 0) -> list[Path]:
+    """``count`` JPEG photos-like images (smooth colour fields plus noise) of COCO's typical size."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC)
+        pixels = np.asarray(image, dtype=np.int16) + rng.integers(-20, 21, (size[1], size[0], 3))
+        path = folder / f"bench_{i:04d}.jpg"
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def run_benchmark(
+    candidates: list[Candidate],
+    batch_sizes: Sequence[int],
+    *,
+    files: Sequence[Path] = (),
+    warmup: int = 2,
+    iterations: int = 5,
+    rounds: int = 3,
+) -> None:
+    """Times every candidate at every batch size (``samples`` filled in place)."""
+    size = candidates[0].image_size
+    images = np.random.default_rng(0).standard_normal((max(batch_sizes), 3, size, size), dtype=np.float32)
+    total = sum(
+        (warmup + rounds * iterations)
+        for c in candidates
+        for b in batch_sizes
+        if c.max_batch is None or b <= c.max_batch
+    )
+    with tqdm(total=total, desc="benchmark", unit="call", disable=None) as bar:
+        for batch in batch_sizes:
+            active = [c for c in candidates if c.max_batch is None or batch <= c.max_batch]
+            feeds = {INFERENCE: images[:batch], FILES: [files[i % len(files)] for i in range(batch)] if files else None}
+            for candidate in active:
+                candidate.samples[batch] = Samples(batch)
+                for _ in range(warmup):
+                    candidate.call(feeds[candidate.mode])
+                    bar.update()
+            for _ in range(rounds):
+                for candidate in active:
+                    samples = candidate.samples[batch]
+                    with peak_memory(candidate.cuda_devices) as peak:
+                        for _ in range(iterations):
+                            started = time.perf_counter()
+                            candidate.call(feeds[candidate.mode])
+                            samples.seconds.append(time.perf_counter() - started)
+                            bar.update()
+                    samples.add_peak(peak)
+
+
+def report(candidates: list[Candidate], batch_sizes: Sequence[int], settings: dict[str, Any]) -> dict[str, Any]:
+    """The results as plain data: machine, settings, one row per candidate and batch size, ratios."""
+    reference = candidates[0]
+    rows = []
+    for candidate in candidates:
+        for batch in batch_sizes:
+            if batch not in candidate.samples:
+                continue
+            summary = candidate.samples[batch].summary()
+            ref = reference.samples.get(batch)
+            ratio = summary["images_per_s"] / ref.summary()["images_per_s"] if ref else None
+            rows.append(
+                {
+                    "artifact": candidate.label,
+                    "backend": candidate.backend,
+                    "device": candidate.device,
+                    "precision": candidate.precision,
+                    "input": candidate.mode,
+                    "batch": batch,
+                    **summary,
+                    "vs_reference": None if ratio is None else round(ratio, 3),
+                }
+            )
+    return {"machine": machine_facts(), "settings": settings, "reference": reference.label, "rows": rows}
+
+
+def machine_facts() -> dict[str, Any]:
+    """Where the numbers were taken: CPU, cores, GPU, library versions, date."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    versions = {
+        name: sys.modules[name].__version__ for name in ("onnxruntime", "torch", "tensorrt") if name in sys.modules
+    }
+    gpu = visible_gpu()
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "gpu": None if gpu is None else gpu[0],
+        "python": platform.python_version(),
+        "versions": versions,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The rows as a markdown table, with the machine and each side-by-side ratio."""
+    machine = result["machine"]
+    lines = [
+        f"{machine['cpu']}, {machine['cores']} cores"
+        + (f", {machine['gpu']}" if machine["gpu"] else "")
+        + f"; {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}; {machine['date']}",
+        "",
+        "| artifact | backend | device | precision | input | batch | p50 ms | p95 ms | p99 ms | img/s "
+        f"| peak host MiB | peak GPU MiB | vs {result['reference']} |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["rows"]:
+        cells = [row[k] for k in ("artifact", "backend", "device", "precision", "input", "batch")]
+        cells += [row[k] for k in ("p50_ms", "p95_ms", "p99_ms", "images_per_s", "peak_host_mib", "peak_gpu_mib")]
+        cells.append(None if row["vs_reference"] is None else f"{row['vs_reference']:.2f}×")
+        lines.append("| " + " | ".join("–" if c is None else str(c) for c in cells) + " |")
+    lines += ["", *ratio_lines(result["rows"])]
+    return "\n".join(lines) + "\n"
+
+
+def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Per artifact and batch: backend vs bare session, and JPEG files vs arrays, measured side by side."""
+    by_key = {
+        (r["artifact"].removesuffix(" (bare InferenceSession)"), r["backend"], r["input"], r["batch"]): r for r in rows
+    }
+    lines = []
+    for (artifact, backend, mode, batch), row in by_key.items():
+        if backend == "onnxruntime-bare":
+            ours = by_key.get((artifact, "onnxruntime", INFERENCE, batch))
+            if ours:
+                ratio = ours["images_per_s"] / row["images_per_s"]
+                lines.append(f"- {artifact}, batch {batch}: ONNX Runtime backend / bare InferenceSession = {ratio:.3f}")
+        if mode == FILES:
+            arrays = by_key.get((artifact, backend, INFERENCE, batch))
+            if arrays:
+                ratio = row["images_per_s"] / arrays["images_per_s"]
+                lines.append(
+                    f"- {artifact} ({backend}), batch {batch}: JPEG files in / preprocessed arrays = {ratio:.3f}"
+                )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m runtime.benchmark``: print the table; optionally write JSON and markdown."""
+    parser = _cli.parser("python -m runtime.benchmark", "Latency and throughput of artifacts, side by side.")
+    parser.add_argument("artifacts", nargs="+", type=Path, help=".plan / .onnx / .pt files; the first is the reference")
+    parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated batch sizes")
+    parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="backend for every artifact")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (cuda:N for torch)")
+    parser.add_argument("--torch-fp16", action="store_true", help="also run each .pt with FP16 autocast (CUDA)")
+    parser.add_argument(
+        "--bare-onnxruntime", action="store_true", help="also run each .onnx in a bare InferenceSession"
+    )
+    parser.add_argument("--include-preprocessing", action="store_true", help="also time JPEG files in")
+    parser.add_argument("--images", type=Path, help="JPEG folder for --include-preprocessing (default: generated)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per candidate and batch size")
+    parser.add_argument("--iterations", type=int, default=5, help="timed calls per candidate, batch size and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--json", type=Path, help="write the results as JSON")
+    parser.add_argument("--markdown", type=Path, help="write the table as markdown")
+    args = parser.parse_args(argv)
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        parser.error(f"--batch-sizes takes whole numbers separated by commas, got {args.batch_sizes!r}")
+    if any(b < 1 for b in batch_sizes) or min(args.iterations, args.rounds) < 1 or args.warmup < 0:
+        parser.error("batch sizes, --iterations and --rounds must be at least 1, --warmup at least 0")
+    if args.images is not None and not args.include_preprocessing:
+        parser.error("--images is used with --include-preprocessing")
+
+    def body() -> None:
+        candidates, predictors = open_candidates(
+            args.artifacts,
+            backend=args.backend,
+            device=args.device,
+            torch_fp16=args.torch_fp16,
+            bare_onnxruntime=args.bare_onnxruntime,
+            files=args.include_preprocessing,
+        )
+        try:
+            with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
+                files: list[Path] = []
+                if args.include_preprocessing:
+                    files = (
+                        image_files(args.images) if args.images else synthetic_jpegs(Path(scratch), max(batch_sizes))
+                    )
+                run_benchmark(
+                    candidates,
+                    batch_sizes,
+                    files=files,
+                    warmup=args.warmup,
+                    iterations=args.iterations,
+                    rounds=args.rounds,
+                )
+        finally:
+            for predictor in predictors:
+                predictor.close()
+        settings = {k: v for k, v in vars(args).items() if k not in ("json", "markdown", "verbose")}
+        settings = json.loads(json.dumps(settings, default=str))
+        result = report(candidates, batch_sizes, settings)
+        table = markdown(result)
+        print(table)
+        for path, text in ((args.json, json.dumps(result, indent=2)), (args.markdown, table)):
+            if path is not None:
+                with atomic_output(path) as handle:
+                    handle.write(text.encode())
+
+    return _cli.run(body, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""One request item → the network's input, or a :class:`BadInputError` naming the item.
+
+Items are paths, encoded bytes, PIL images, HWC uint8 arrays (decoded and preprocessed), or
+float32 arrays already preprocessed to [3, S, S] (checked for shape and finiteness).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from models.config import Preprocessing
+from models.errors import BadInputError, InputFileError
+
+from .preprocessing import preprocess
+
+
+def describe(item: object) -> str:
+    """A short name of ``item`` for messages: its path, or its type and size."""
+    if isinstance(item, str | os.PathLike):
+        return str(item)
+    if isinstance(item, bytes | bytearray):
+        return f"{len(item)} bytes"
+    if isinstance(item, Image.Image):
+        return f"PIL {item.mode} image {item.width}x{item.height}"
+    if isinstance(item, np.ndarray):
+        return f"{item.dtype} array {tuple(item.shape)}"
+    return type(item).__name__
+
+
+def prepare(index: int, item: object, image_size: int, preprocessing: Preprocessing) -> np.ndarray:
+    """``item`` as float32 [3, image_size, image_size].
+
+    Raises:
+        BadInputError: The item is unreadable, of an unsupported type, of the wrong shape, or holds
+            NaN or infinite values; it names ``index`` and the item.
+    """
+    try:
+        if isinstance(item, np.ndarray) and item.dtype != np.uint8:
+            return _preprocessed(item, image_size)
+        if isinstance(item, bytearray):
+            item = bytes(item)
+        if not isinstance(item, str | os.PathLike | bytes | Image.Image | np.ndarray):
+            raise InputFileError(f"expected a path, encoded bytes, a PIL image or an array, got {type(item).__name__}")
+        if isinstance(item, np.ndarray) and min(item.shape[:2], default=0) < 1:
+            raise InputFileError(f"an image array needs at least one pixel, got shape {item.shape}")
+        return preprocess(Path(item) if isinstance(item, str) else item, image_size, preprocessing)
+    except InputFileError as exc:
+        raise BadInputError(index, describe(item), str(exc).removeprefix(f"{describe(item)}: ")) from exc
+
+
+def _preprocessed(array: np.ndarray, image_size: int) -> np.ndarray:
+    expected = (3, image_size, image_size)
+    if array.dtype != np.float32 or array.shape != expected:
+        raise InputFileError(
+            f"a non-uint8 array is taken as preprocessed and must be float32 of shape {expected}, got "
+            f"{array.dtype} {array.shape}; pass HWC uint8 pixels to have them preprocessed"
+        )
+    if not np.isfinite(array).all():
+        raise InputFileError("holds NaN or infinite values")
+    return np.ascontiguousarray(array)

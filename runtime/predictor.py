@@ -1,0 +1,221 @@
+"""``Predictor`` / ``predict``: images in, labels and probabilities out, on any backend.
+
+A request is split into batches no larger than the artifact's limit. Images are decoded and
+preprocessed on a small thread pool a couple of batches ahead of the batch being inferred, so
+decoding overlaps inference (Pillow and every backend release the GIL). Everything a call needs is
+local to the call or thread-safe (the runner, the pool), so threads may share one predictor.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from models.errors import BadInputError, ConfigError, InferenceError
+
+from .backends import make_runner
+from .inputs import describe, prepare
+from .results import FailedItem, Prediction, make_prediction, read_thresholds, threshold_vector
+
+# Batch used for artifacts that record no limit (eager checkpoints).
+UNLIMITED_BATCH = 32
+Result = Prediction | FailedItem
+
+
+class Predictor:
+    """Serves one artifact (``.plan`` → TensorRT, ``.onnx`` → ONNX Runtime, ``.pt`` → torch).
+
+    Args:
+        artifact: The file to serve.
+        backend: ``auto`` (from the suffix) or the backend to insist on.
+        device: ``auto``, ``cpu`` or ``cuda`` (``cuda:N`` for torch).
+        fp16: FP16 autocast (torch backend on CUDA).
+        threshold: Default probability threshold of every class (default: the artifact's).
+        class_thresholds: Per-class thresholds over the default: a mapping, or a JSON file of one.
+        top_k: Also return the k most probable classes of each image.
+        batch_size: Images per inference call, at most the artifact's limit (default: that limit).
+        decode_workers: Threads that decode and preprocess images.
+
+    Raises:
+        ConfigError: An option is invalid or does not fit the artifact.
+        InputFileError: The artifact cannot be read or served.
+        StaleArtifactError: A plan does not fit this machine or no longer matches its manifest.
+        MissingDependencyError: The backend's library or device is absent.
+    """
+
+    def __init__(
+        self,
+        artifact: str | os.PathLike,
+        backend: str = "auto",
+        *,
+        device: str = "auto",
+        fp16: bool = False,
+        threshold: float | None = None,
+        class_thresholds: Mapping[str, float] | str | os.PathLike | None = None,
+        top_k: int | None = None,
+        batch_size: int | None = None,
+        decode_workers: int | None = None,
+    ) -> None:
+        self.artifact = Path(artifact)
+        _check_top_k(top_k)
+        if class_thresholds is not None and not isinstance(class_thresholds, Mapping):
+            class_thresholds = read_thresholds(class_thresholds)
+        runner = make_runner(self.artifact, backend, device=device, fp16=fp16)
+        self._runner = runner.__enter__()
+        try:
+            facts = self.facts = runner.facts
+            self.backend: str = runner.name
+            self.device: str = runner.device
+            self.class_names: tuple[str, ...] = facts.class_names
+            self.thresholds = threshold_vector(
+                self.class_names,
+                facts.decision_threshold if threshold is None else threshold,
+                class_thresholds,
+            )
+            limit = facts.max_batch or UNLIMITED_BATCH
+            if batch_size is not None and not 1 <= batch_size <= limit:
+                raise ConfigError(f"batch_size {batch_size}: {self.artifact.name} takes 1 to {limit} images a call")
+            self.batch_size = batch_size or limit
+            self.top_k = top_k
+            workers = decode_workers or min(8, len(os.sched_getaffinity(0)))
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        except BaseException:
+            runner.__exit__(None, None, None)
+            raise
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Releases the decode threads and the backend."""
+        if self._runner is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._runner.__exit__(None, None, None)
+            self._runner = None
+
+    def predict(
+        self,
+        images,
+        *,
+        threshold: float | Mapping[str, float] | None = None,
+        top_k: int | None = None,
+        skip_bad: bool = False,
+    ) -> list[Result]:
+        """Labels and probabilities of each image, in request order.
+
+        Args:
+            images: One image or a sequence of them: paths, encoded bytes, PIL images, HWC uint8
+                arrays, or float32 [3, S, S] arrays already preprocessed (an [B, …] array is B images).
+            threshold: For this call: one threshold for every class, or per-class overrides of the
+                predictor's thresholds.
+            top_k: For this call, instead of the predictor's ``top_k``.
+            skip_bad: Return a :class:`FailedItem` in place of each unusable image instead of raising.
+
+        Raises:
+            BadInputError: An image is unusable (and ``skip_bad`` is False); it names the index and item.
+            InferenceError: The backend returned unusable output.
+        """
+        if self._runner is None:
+            raise ConfigError("the predictor is closed")
+        items = _as_items(images)
+        thresholds = self._thresholds_for(threshold)
+        top_k = self.top_k if top_k is None else top_k
+        _check_top_k(top_k)
+        results: list[Result | None] = [None] * len(items)
+        pending: deque[Future] = deque()
+        submitted = 0
+        try:
+            for start in range(0, len(items), self.batch_size):
+                stop = min(len(items), start + self.batch_size)
+                while submitted < min(len(items), stop + 2 * self.batch_size):  # decode two batches ahead
+                    pending.append(self._pool.submit(self._prepare, submitted, items[submitted]))
+                    submitted += 1
+                arrays, indices = [], []
+                for index in range(start, stop):
+                    try:
+                        arrays.append(pending.popleft().result())
+                        indices.append(index)
+                    except BadInputError as exc:
+                        if not skip_bad:
+                            raise
+                        results[index] = FailedItem(index, exc.source, exc.problem)
+                if arrays:
+                    logits = self.logits(np.stack(arrays))
+                    for index, row in zip(indices, logits, strict=True):
+                        source = describe(items[index])
+                        results[index] = make_prediction(index, source, row, self.class_names, thresholds, top_k)
+        finally:
+            for future in pending:
+                future.cancel()
+        return results
+
+    def _prepare(self, index: int, item) -> np.ndarray:
+        return prepare(index, item, self.facts.image_size, self.facts.preprocessing)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """The backend's logits [B, N] of a preprocessed float32 batch [B, 3, S, S], B ≤ ``batch_size``.
+
+        Raises:
+            InferenceError: The backend returned unusable output.
+        """
+        if self._runner is None:
+            raise ConfigError("the predictor is closed")
+        outputs = self._runner.infer({self.facts.input_name: batch})
+        logits = outputs.get(self.facts.output_name)
+        expected = (len(batch), len(self.class_names))
+        if logits is None or logits.shape != expected:
+            found = None if logits is None else logits.shape
+            raise InferenceError(f"{self.artifact.name}: expected logits of shape {expected}, got {found}")
+        if not np.isfinite(logits).all():
+            raise InferenceError(
+                f"{self.artifact.name} produced NaN or infinite logits; the artifact is numerically broken "
+                "(check it with python -m export.check_parity)"
+            )
+        return logits
+
+    def _thresholds_for(self, threshold: float | Mapping[str, float] | None) -> np.ndarray:
+        if threshold is None:
+            return self.thresholds
+        if isinstance(threshold, Mapping):
+            return threshold_vector(self.class_names, self.thresholds, threshold)
+        return threshold_vector(self.class_names, threshold)
+
+
+def predict(
+    images,
+    model: str | os.PathLike,
+    *,
+    backend: str = "auto",
+    skip_bad: bool = False,
+    **options,
+) -> list[Result]:
+    """One-shot: opens a :class:`Predictor` on ``model``, predicts ``images``, closes it.
+
+    ``options`` are :class:`Predictor`'s keyword arguments.
+    """
+    with Predictor(model, backend, **options) as predictor:
+        return predictor.predict(images, skip_bad=skip_bad)
+
+
+def _as_items(images) -> list:
+    if isinstance(images, str | os.PathLike | bytes | bytearray | Image.Image):
+        return [images]
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    if isinstance(images, Sequence):
+        return list(images)
+    raise ConfigError(f"images must be an image or a sequence of images, got {type(images).__name__}")
+
+
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise ConfigError(f"top_k must be a positive whole number, got {top_k!r}")
