@@ -22,7 +22,7 @@ from models import _cli
 from models._io import atomic_output, sha256_file
 from models.checkpoint import MASK_KEY, load_model, read_checkpoint
 from models.correlation import CorrelationMask
-from models.errors import DeployError, InputFileError, MissingDependencyError, ParityError
+from models.errors import ConfigError, DeployError, InputFileError, MissingDependencyError, ParityError
 from models.synthetic import SyntheticSpec, generate
 from models.training import LAST, TrainConfig, config_record
 
@@ -66,9 +66,10 @@ class DemoRun:
 def run_demo(output: Path = DEFAULT_OUTPUT, *, epochs: int = DEFAULT_EPOCHS) -> DemoRun:
     """Runs every step into ``output``; returns what it made.
 
+    A training run in ``output`` of other settings or another mask is stale and trained again.
+
     Raises:
-        ConfigError: ``output`` holds a training run of other settings.
-        ParityError: An artifact fails its gate (the summary is written first).
+        ParityError: An artifact fails its gate or could not be made (the summary is written first).
     """
     output.mkdir(parents=True, exist_ok=True)
     run = DemoRun(output)
@@ -195,14 +196,14 @@ def _typed_and_engine(run: DemoRun, data: Path, precision: str) -> str:
     calibration = Calibration(data / "train", data / "instances_train.json") if precision == "int8" else None
     try:
         graph = typed_graph(source, precision, plan, calibration=calibration, force=True)
-    except ParityError as exc:  # nothing was written; the summary shows why
+    except DeployError as exc:  # nothing was written; the summary shows why
         run.failed[f"onnx-{precision}"] = str(exc)
-        return f"gate failed: {exc}"
+        return f"failed: {exc}"
     run.artifacts[f"onnx-{precision}"] = graph
     outcome = f"{graph.name} ready (gated)"
     try:
         machine = this_machine()
-    except MissingDependencyError as exc:
+    except (MissingDependencyError, ConfigError) as exc:
         run.skipped[f"tensorrt-{precision}"] = str(exc)
         return f"{outcome}; TensorRT engine skipped: {exc}"
     try:
@@ -211,7 +212,11 @@ def _typed_and_engine(run: DemoRun, data: Path, precision: str) -> str:
         return f"{outcome}; reused {plan.name}"
     except DeployError:
         pass
-    build_engine(source, plan, precision=precision, calibration=calibration, force=True)
+    try:
+        build_engine(source, plan, precision=precision, calibration=calibration, force=True)
+    except DeployError as exc:
+        run.failed[f"tensorrt-{precision}"] = str(exc)
+        return f"{outcome}; engine build failed: {exc}"
     run.artifacts[f"tensorrt-{precision}"] = plan
     return f"{outcome}; built {plan.name}"
 
@@ -239,7 +244,8 @@ def _predict(run: DemoRun, data: Path, reports: Path) -> str:
     from runtime import Predictor
     from runtime.preprocessing import image_files
 
-    artifact = run.artifacts.get("tensorrt-fp16", run.artifacts["onnx-fp32"])
+    passed = [name for name in ("tensorrt-fp16", "onnx-fp32") if run.parity.get(name, {}).get("passed")]
+    artifact = run.artifacts[passed[0]] if passed else run.artifacts["torch"]
     files = image_files(data / "val")[:PREDICTED_IMAGES]
     truth = _val_labels(data)
     with Predictor(artifact) as predictor:

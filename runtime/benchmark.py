@@ -57,17 +57,31 @@ class Candidate:
 
 
 def open_candidates(
-    artifacts: Sequence[Path], *, backend: str, device: str, torch_fp16: bool, bare_onnxruntime: bool, files: bool
+    artifacts: Sequence[Path],
+    *,
+    backend: str,
+    device: str,
+    torch_fp16: bool,
+    bare_onnxruntime: bool,
+    files: bool,
+    batch_size: int | None = None,
 ) -> tuple[list[Candidate], list[Predictor]]:
-    """The candidates the flags ask for, and the predictors to close afterwards."""
+    """The candidates the flags ask for, and the predictors to close afterwards.
+
+    ``batch_size`` is the batch of artifacts that record no limit (checkpoints), so that one timed
+    call of a batch is one inference call.
+    """
     candidates, predictors = [], []
     for artifact in artifacts:
         variants = [False, True] if torch_fp16 and artifact.suffix == ".pt" else [False]
         for fp16 in variants:
-            predictor = Predictor(artifact, backend, device=device, fp16=fp16)
+            predictor = Predictor(
+                artifact, backend, device=device, fp16=fp16, batch_size=batch_size if artifact.suffix == ".pt" else None
+            )
             predictors.append(predictor)
             where = predictor.device
             precision = "fp16 autocast" if fp16 else predictor.facts.precision
+            label = f"{artifact.name} (fp16 autocast)" if fp16 else artifact.name
             common = dict(
                 backend=predictor.backend,
                 device=where,
@@ -76,9 +90,9 @@ def open_candidates(
                 image_size=predictor.facts.image_size,
                 cuda_devices=(where,) if where.startswith("cuda") and artifact.suffix == ".pt" else (),
             )
-            candidates.append(Candidate(f"{artifact.name}", call=predictor.logits, **common))
+            candidates.append(Candidate(label, call=predictor.logits, **common))
             if files:
-                candidates.append(Candidate(f"{artifact.name}", call=predictor.predict, mode=FILES, **common))
+                candidates.append(Candidate(label, call=predictor.predict, mode=FILES, **common))
             if bare_onnxruntime and artifact.suffix == ".onnx":
                 candidates.append(_bare_session(artifact, predictor))
     sizes = {c.image_size for c in candidates}
@@ -159,14 +173,16 @@ def run_benchmark(
 
 def report(candidates: list[Candidate], batch_sizes: Sequence[int], settings: dict[str, Any]) -> dict[str, Any]:
     """The results as plain data: machine, settings, one row per candidate and batch size, ratios."""
-    reference = candidates[0]
+    references = {}  # the first candidate of each input mode
+    for candidate in candidates:
+        references.setdefault(candidate.mode, candidate)
     rows = []
     for candidate in candidates:
         for batch in batch_sizes:
             if batch not in candidate.samples:
                 continue
             summary = candidate.samples[batch].summary()
-            ref = reference.samples.get(batch)
+            ref = references[candidate.mode].samples.get(batch)
             ratio = summary["images_per_s"] / ref.summary()["images_per_s"] if ref else None
             rows.append(
                 {
@@ -180,7 +196,7 @@ def report(candidates: list[Candidate], batch_sizes: Sequence[int], settings: di
                     "vs_reference": None if ratio is None else round(ratio, 3),
                 }
             )
-    return {"machine": machine_facts(), "settings": settings, "reference": reference.label, "rows": rows}
+    return {"machine": machine_facts(), "settings": settings, "reference": candidates[0].label, "rows": rows}
 
 
 def machine_facts() -> dict[str, Any]:
@@ -223,7 +239,7 @@ def markdown(result: dict[str, Any]) -> str:
         + f"; {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}; {machine['date']}",
         "",
         "| artifact | backend | device | precision | input | batch | p50 ms | p95 ms | p99 ms | img/s "
-        f"| peak host MiB | peak GPU MiB | vs {result['reference']} |",
+        f"| peak host MiB | peak GPU MiB | vs {result['reference']}, same input |",
         "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in result["rows"]:
@@ -293,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             torch_fp16=args.torch_fp16,
             bare_onnxruntime=args.bare_onnxruntime,
             files=args.include_preprocessing,
+            batch_size=max(batch_sizes),
         )
         try:
             with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:

@@ -29,7 +29,7 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def providers_for(device: str, available: list[str]) -> list[str]:
+def providers_for(device: str, available: list[str]) -> list:
     """Execution providers for ``device``: ``auto`` takes CUDA when this ONNX Runtime offers it.
 
     Raises:
@@ -44,7 +44,8 @@ def providers_for(device: str, available: list[str]) -> list[str]:
             f"(it offers {', '.join(available)}); install onnxruntime-gpu, or use device 'cpu'"
         )
     if device != "cpu" and has_cuda:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        # TF32 off: an FP32 graph must give FP32 numbers (parity gates run through this runner).
+        return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
 
@@ -61,7 +62,7 @@ class OnnxRuntimeRunner:
 
     def __init__(self, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None) -> None:
         self.path = Path(path)
-        self.device = device
+        self.device = self.device_asked = device
         self.threads = threads
         self.session = None
         self.facts: ServingFacts | None = None
@@ -87,6 +88,11 @@ class OnnxRuntimeRunner:
         if names != [self.facts.input_name]:
             raise InputFileError(f"{self.path}: inputs {names}, its metadata names {self.facts.input_name!r}")
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        if self.device == "cpu" and len(providers) > 1 and self.device_asked == "cuda":
+            raise MissingDependencyError(
+                "ONNX Runtime lists its CUDA provider but could not load it (CUDA or cuDNN libraries missing); "
+                "install the CUDA libraries onnxruntime-gpu needs, or use device 'cpu'"
+            )
         logger.debug("%s on %s", self.path.name, ", ".join(self.providers))
         return self
 

@@ -169,6 +169,8 @@ class Predictor:
         """
         if self._runner is None:
             raise ConfigError("the predictor is closed")
+        if not 1 <= len(batch) <= self.batch_size:
+            raise ConfigError(f"a batch of {len(batch)} images; this predictor takes 1 to {self.batch_size} a call")
         outputs = self._runner.infer({self.facts.input_name: batch})
         logits = outputs.get(self.facts.output_name)
         expected = (len(batch), len(self.class_names))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import ConfigError, InputFileError
+from models.errors import ConfigError, InferenceError, InputFileError
 
 from .artifact import ServingFacts
 from .cuda_memory import CudaRuntime
@@ -95,8 +95,8 @@ class TensorRTRunner:
             raise ConfigError(f"{self.path.name} refuses input shape {images.shape}")
         logits = np.empty(tuple(slot.context.get_tensor_shape(out)), dtype=self._dtype(out))
         self._cuda.to_device(slot.buffers[name], images, slot.stream)
-        if not slot.context.execute_async_v3(slot.stream):
-            raise InputFileError(f"{self.path.name}: TensorRT failed to run the batch (see its log above)")
+        if not slot.context.execute_async_v3(int(slot.stream)):
+            raise InferenceError(f"{self.path.name}: TensorRT failed to run the batch (see its log above)")
         self._cuda.to_host(logits, slot.buffers[out], slot.stream)
         self._cuda.synchronize(slot.stream)
         return {out: logits.astype(np.float32, copy=False)}

@@ -60,7 +60,7 @@ def test_benchmark_writes_rows_and_ratios(
     table = out_md.read_text()
     assert capsys.readouterr().out == table + "\n"
     assert "| artifact | backend | device | precision | input | batch | p50 ms | p95 ms | p99 ms | img/s " in table
-    assert f"| vs {onnx} |" in table
+    assert f"| vs {onnx}, same input |" in table
     assert len([line for line in table.splitlines() if line.startswith(f"| {onnx} | onnxruntime |")]) == 4
     assert len([line for line in table.splitlines() if line.startswith(f"| {bare} | onnxruntime-bare |")]) == 2
     for batch in (1, 2):
