@@ -21,12 +21,12 @@ import onnx
 
 from models import _cli
 from models._io import atomic_output
-from models.checkpoint import load_model
+from models.checkpoint import MASK_KEY, load_model, read_checkpoint
 from models.classifier import MaskedGATClassifier
 from models.errors import ConfigError, InputFileError, MissingDependencyError
 from runtime.plan_rules import read_plan_manifest
 
-from .metadata import graph_precision, mask_sha256, read_metadata, require_serving_facts
+from .metadata import graph_precision, read_metadata, require_serving_facts, serving_facts
 from .parity import TOLERANCES, GateError, ParityReport, add_tolerance_option, compare, parse_tolerances, tolerances
 from .parity_inputs import (
     ParityInputs,
@@ -97,7 +97,9 @@ def check_parity(
                 "and pass out.json here with --polygraphy-inputs used.json"
             ) from exc
     elif candidate.suffix == ".pt":
-        require_serving_facts(checkpoint_facts(candidate), model, candidate)
+        stored = read_checkpoint(candidate)
+        facts = serving_facts(stored.config, stored.class_names, stored.state_dict[MASK_KEY].numpy())
+        require_serving_facts(facts, model, candidate)
         precision = precision or ("fp16" if fp16 else "fp32")
         logits = runner_logits(candidate, images, device=device, fp16=fp16)
     elif candidate.suffix == ".json":
@@ -124,20 +126,6 @@ def check_parity(
         class_names=model.class_names,
     )
     return report, reference, logits
-
-
-def checkpoint_facts(path: Path) -> dict[str, object]:
-    """A checkpoint's serving facts, in the form artifacts record them."""
-    candidate = load_model(path)
-    config = candidate.config
-    return {
-        "class_names": list(candidate.class_names),
-        "image_size": config.image_size,
-        "preprocessing": config.to_dict()["preprocessing"],
-        "decision_threshold": config.decision_threshold,
-        "mask_mode": config.mask_mode,
-        "mask_sha256": mask_sha256(candidate.mask.cpu().numpy()),
-    }
 
 
 def _load_graph(path: Path) -> onnx.ModelProto:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +17,9 @@ import numpy as np
 import onnx
 
 from models._io import atomic_output, sha256_file
+from models.config import ModelConfig
 from models.errors import ClassNamesMismatchError, ConfigError
-from runtime.manifest import manifest_path
+from runtime.manifest import decode_facts, manifest_path
 
 if TYPE_CHECKING:
     from models.classifier import MaskedGATClassifier
@@ -69,13 +70,7 @@ def set_metadata(model: onnx.ModelProto, facts: Mapping[str, Any]) -> None:
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
     """Inverse of :func:`set_metadata`."""
-    result: dict[str, Any] = {}
-    for prop in model.metadata_props:
-        try:
-            result[prop.key] = json.loads(prop.value)
-        except json.JSONDecodeError:
-            result[prop.key] = prop.value
-    return result
+    return decode_facts((prop.key, prop.value) for prop in model.metadata_props)
 
 
 def write_manifest(artifact: str | os.PathLike, facts: Mapping[str, Any], *, force: bool) -> Path:
@@ -131,13 +126,17 @@ def require_serving_facts(metadata: Mapping[str, Any], model: MaskedGATClassifie
 
 def mismatched_facts(metadata: Mapping[str, Any], model: MaskedGATClassifier) -> list[str]:
     """Names of the serving facts in ``metadata`` that differ from ``model``'s (missing ones included)."""
-    config = model.config
-    expected = {
-        "class_names": list(model.class_names),
+    expected = serving_facts(model.config, model.class_names, model.mask.cpu().numpy())
+    return [key for key in SERVING_FACTS if metadata.get(key) != expected[key]]
+
+
+def serving_facts(config: ModelConfig, class_names: Sequence[str], mask: np.ndarray) -> dict[str, Any]:
+    """The :data:`SERVING_FACTS` of a model, in the form artifacts record them."""
+    return {
+        "class_names": list(class_names),
         "image_size": config.image_size,
         "preprocessing": config.to_dict()["preprocessing"],
         "decision_threshold": config.decision_threshold,
         "mask_mode": config.mask_mode,
-        "mask_sha256": mask_sha256(model.mask.cpu().numpy()),
+        "mask_sha256": mask_sha256(mask),
     }
-    return [key for key in SERVING_FACTS if metadata.get(key) != expected[key]]

@@ -20,7 +20,7 @@ from .coco import CLASS_ORDERS, ClassOrder
 from .config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode, ModelConfig
 from .correlation_sources import read_mask_source
 from .dataset import CocoMultiLabel
-from .errors import ConfigError
+from .devices import torch_device
 from .training import LAST, OPTIMIZERS, SCHEDULES, SGD_MOMENTUM, TrainConfig, TrainResult, prepare_output, train
 from .transforms import EvalTransform, train_transform
 
@@ -155,21 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                 use_gat=not args.no_gat,
                 seed=config.seed,
             )
-        result = run(model.to(_device(args.device)), paths, config, args.output, resume=args.resume)
+        result = run(model.to(torch_device(args.device)), paths, config, args.output, resume=args.resume)
         print(result.report.table())
         print(f"best val mAP {100 * result.best_map:.2f}: {result.best}")
 
     return _cli.run(body, verbose=args.verbose)
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device {name!r} is not a torch device; use cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no usable CUDA device here; train on cpu")
-    return device
 
 
 def run(

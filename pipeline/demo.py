@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models import _cli
 from models._io import atomic_output, sha256_file
 from models.checkpoint import MASK_KEY, load_model, read_checkpoint
+from models.coco import read_coco_labels
 from models.correlation import CorrelationMask
 from models.errors import ConfigError, DeployError, InputFileError, MissingDependencyError, ParityError
 from models.synthetic import SyntheticSpec, generate
@@ -259,13 +262,11 @@ def _predict(run: DemoRun, data: Path, reports: Path) -> str:
 
 
 def _val_labels(data: Path) -> dict[str, list[str]]:
-    document = json.loads((data / "instances_val.json").read_text())
-    names = {c["id"]: c["name"] for c in document["categories"]}
-    files = {image["id"]: image["file_name"] for image in document["images"]}
-    labels: dict[str, set[str]] = {}
-    for annotation in document["annotations"]:
-        labels.setdefault(files[annotation["image_id"]], set()).add(names[annotation["category_id"]])
-    return {name: sorted(found) for name, found in labels.items()}
+    labels = read_coco_labels(data / "instances_val.json", "alphabetical")
+    return {
+        name: [labels.class_names[j] for j in np.flatnonzero(row)]
+        for name, row in zip(labels.file_names, labels.labels, strict=True)
+    }
 
 
 def _benchmark(run: DemoRun, reports: Path) -> str:

@@ -9,7 +9,6 @@ guessing the class order or the preprocessing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 from models.config import ModelConfig, Preprocessing
 from models.errors import ConfigError, InputFileError
+
+from .manifest import decode_facts
 
 BACKEND_BY_SUFFIX = {".plan": "tensorrt", ".engine": "tensorrt", ".onnx": "onnxruntime", ".pt": "torch"}
 BACKENDS = ("tensorrt", "onnxruntime", "torch")
@@ -79,13 +80,7 @@ class ServingFacts:
     @classmethod
     def from_metadata_map(cls, metadata: Mapping[str, str], where: str) -> ServingFacts:
         """From ONNX ``metadata_props`` as strings (JSON-encoded values), as ONNX Runtime returns them."""
-        facts: dict[str, Any] = {}
-        for key, value in metadata.items():
-            try:
-                facts[key] = json.loads(value)
-            except json.JSONDecodeError:
-                facts[key] = value
-        return cls.from_facts(facts, where)
+        return cls.from_facts(decode_facts(metadata.items()), where)
 
     @classmethod
     def from_config(cls, config: ModelConfig, class_names: tuple[str, ...]) -> ServingFacts:

@@ -144,15 +144,10 @@ def run_benchmark(
     """Times every candidate at every batch size (``samples`` filled in place)."""
     size = candidates[0].image_size
     images = np.random.default_rng(0).standard_normal((max(batch_sizes), 3, size, size), dtype=np.float32)
-    total = sum(
-        (warmup + rounds * iterations)
-        for c in candidates
-        for b in batch_sizes
-        if c.max_batch is None or b <= c.max_batch
-    )
+    active_at = {batch: [c for c in candidates if c.max_batch is None or batch <= c.max_batch] for batch in batch_sizes}
+    total = sum(map(len, active_at.values())) * (warmup + rounds * iterations)
     with tqdm(total=total, desc="benchmark", unit="call", disable=None) as bar:
-        for batch in batch_sizes:
-            active = [c for c in candidates if c.max_batch is None or batch <= c.max_batch]
+        for batch, active in active_at.items():
             feeds = {INFERENCE: images[:batch], FILES: [files[i % len(files)] for i in range(batch)] if files else None}
             for candidate in active:
                 candidate.samples[batch] = Samples(batch)

@@ -66,6 +66,7 @@ class OnnxRuntimeRunner:
         self.threads = threads
         self.session = None
         self.facts: ServingFacts | None = None
+        self._outputs: list[str] = []
 
     def __enter__(self) -> OnnxRuntimeRunner:
         ort = import_onnxruntime()
@@ -87,6 +88,7 @@ class OnnxRuntimeRunner:
         names = [i.name for i in self.session.get_inputs()]
         if names != [self.facts.input_name]:
             raise InputFileError(f"{self.path}: inputs {names}, its metadata names {self.facts.input_name!r}")
+        self._outputs = [o.name for o in self.session.get_outputs()]
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
         if self.device == "cpu" and len(providers) > 1 and self.device_asked == "cuda":
             raise MissingDependencyError(
@@ -108,5 +110,4 @@ class OnnxRuntimeRunner:
         """Runs the graph on ``feed`` (input name → array); returns output name → array."""
         if self.session is None:
             raise ConfigError("the runner is closed; use it inside its `with` block")
-        names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, feed), strict=True))
+        return dict(zip(self._outputs, self.session.run(self._outputs, feed), strict=True))

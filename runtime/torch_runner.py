@@ -44,9 +44,10 @@ class TorchRunner:
         except ImportError as exc:
             raise MissingDependencyError(f"the torch backend needs torch ({exc}); pip install torch") from exc
         from models.checkpoint import load_model
+        from models.devices import torch_device
 
         self._torch = torch
-        device = _device(torch, self.device)
+        device = torch_device(self.device)
         if self.fp16 and device.type != "cuda":
             raise ConfigError("FP16 autocast runs on CUDA only; drop fp16, or use a CUDA device")
         if device.type == "cuda":
@@ -73,15 +74,3 @@ class TorchRunner:
         ):
             logits = self.model(images)
         return {self.facts.output_name: logits.float().cpu().numpy()}
-
-
-def _device(torch, name: str):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name}: torch sees no usable CUDA device here; use cpu")
-    return device
