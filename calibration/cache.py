@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from models._io import atomic_output
-from models.errors import InputFileError, StaleArtifactError
+from core.errors import InputFileError, StaleArtifactError
+from core.files import atomic_output
 
 FORMAT = "masked-gat-calibration-ranges"
 VERSION = 1

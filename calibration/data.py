@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models._io import sha256_file
+from core.errors import ConfigError, InputFileError
+from core.files import sha256_file
+from core.preprocessing import image_files
 from models.class_names import permutation
 from models.coco import read_coco_labels
-from models.errors import ConfigError, InputFileError
-from runtime.preprocessing import image_files
 
 logger = logging.getLogger(__name__)
 

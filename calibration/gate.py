@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from core.config import ModelConfig
+from core.preprocessing import preprocess_batch
 from export.metadata import require_serving_facts
 from export.parity import GateError, ParityReport, compare, tolerances
 from export.parity_inputs import eager_logits, onnx_session, session_logits
-from models.config import ModelConfig
-from runtime.preprocessing import preprocess_batch
 
 from .data import CalibrationSet
 

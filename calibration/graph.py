@@ -13,13 +13,13 @@ from typing import Any
 import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from core.config import ModelConfig
+from core.errors import ConfigError
+from core.files import sha256_file
 from export.fp16 import head_nodes
 from export.metadata import set_metadata
 from export.onnx_checks import check_model, find_mask_constant, mask_of_graph
 from export.typed_graph import read_graph
-from models._io import sha256_file
-from models.config import ModelConfig
-from models.errors import ConfigError
 
 from .data import CalibrationSet
 from .qdq_checks import check_qdq

@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import cli
+from core.config import ModelConfig
+from core.errors import ConfigError
+from core.files import sha256_file
 from export.metadata import manifest_path, publish, write_manifest
 from export.parity import add_tolerance_option, tolerances
-from models import _cli
-from models._io import sha256_file
-from models.config import ModelConfig
-from models.errors import ConfigError
 
 from .cache import RangeKey, read_ranges, write_ranges
 from .data import CalibrationSet, calibration_set
@@ -191,7 +191,7 @@ def _coverage_table(dataset: CalibrationSet) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m calibration.quantize``: exit 1 when a check or the int8 gate fails."""
-    parser = _cli.parser("python -m calibration.quantize", "Calibrate and quantize an FP32 graph to INT8 Q/DQ.")
+    parser = cli.parser("python -m calibration.quantize", "Calibrate and quantize an FP32 graph to INT8 Q/DQ.")
     parser.add_argument("source", type=Path, help="the FP32 graph written by export.to_onnx")
     parser.add_argument("--data", type=Path, required=True, help="calibration image folder")
     parser.add_argument("--annotations", type=Path, help="COCO instances JSON of --data: labels for class coverage")
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         reuse = "reused" if result.reused_cache else "saved"
         print(f"wrote {result.path} and {result.manifest} in {result.seconds:.1f} s; ranges {reuse}: {result.cache}")
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

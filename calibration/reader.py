@@ -1,6 +1,6 @@
 """ONNX Runtime's calibration data reader over a calibration set, batch by batch.
 
-Images go through ``runtime.preprocessing``, the one definition the artifact will be served with.
+Images go through ``core.preprocessing``, the one definition the artifact will be served with.
 The reader supports ONNX Runtime's strided collection (``__len__`` and ``set_range`` in batches):
 ranges are collected one batch at a time, so the histogram methods hold one batch of activations
 in memory instead of the whole set's, and batches of unequal size never meet in one array.
@@ -14,8 +14,8 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 from tqdm import tqdm
 
-from models.config import Preprocessing
-from runtime.preprocessing import preprocess_batch
+from core.config import Preprocessing
+from core.preprocessing import preprocess_batch
 
 from .data import CalibrationSet
 

@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from models import _cli
-from models._io import atomic_output, sha256_file
-from models.errors import ConfigError, MissingDependencyError
+from core import cli
+from core.errors import ConfigError, MissingDependencyError
+from core.files import atomic_output, sha256_file
 from runtime.plan_rules import timing_cache_problem
 from runtime.tensorrt_env import Machine, this_machine
 
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m export.build_engine``: exit 1 when a gate fails or TensorRT/a GPU is missing."""
     from calibration.graph import METHODS
 
-    parser = _cli.parser("python -m export.build_engine", "Build a TensorRT plan from the typed ONNX graph.")
+    parser = cli.parser("python -m export.build_engine", "Build a TensorRT plan from the typed ONNX graph.")
     parser.add_argument("source", type=Path, help="the FP32 graph (export.to_onnx), or a graph of --precision")
     parser.add_argument("--output", type=Path, required=True, help="plan to write (.plan); its manifest goes beside")
     parser.add_argument("--precision", choices=PRECISIONS, required=True, help="the engine's (and graph's) precision")
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"wrote {result.plan} and {result.manifest} from {result.typed_graph} in {result.seconds:.1f} s")
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from models import _cli
-from models._io import atomic_output
+from core import cli
+from core.errors import ConfigError, InputFileError, MissingDependencyError
+from core.files import atomic_output
 from models.checkpoint import MASK_KEY, load_model, read_checkpoint
 from models.classifier import MaskedGATClassifier
-from models.errors import ConfigError, InputFileError, MissingDependencyError
 from runtime.plan_rules import read_plan_manifest
 
 from .metadata import graph_precision, read_metadata, require_serving_facts, serving_facts
@@ -137,7 +137,7 @@ def _load_graph(path: Path) -> onnx.ModelProto:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m export.check_parity``: print the parity table; exit 1 when the gate fails."""
-    parser = _cli.parser("python -m export.check_parity", "Compare a candidate artifact with the eager model.")
+    parser = cli.parser("python -m export.check_parity", "Compare a candidate artifact with the eager model.")
     parser.add_argument("--checkpoint", type=Path, required=True, help="the reference checkpoint (.pt)")
     parser.add_argument(
         "--candidate", type=Path, help="an .onnx graph, a .plan, a .pt checkpoint, or a polygraphy --save-outputs .json"
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         if not report.passed:
             raise GateError(f"{args.candidate} fails the {report.precision} parity gate", report)
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 from onnxconverter_common import float16
 
-from models.errors import ExportError
+from core.errors import ExportError
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from models._io import atomic_output, sha256_file
-from models.config import ModelConfig
-from models.errors import ClassNamesMismatchError, ConfigError
+from core.config import ModelConfig
+from core.errors import ClassNamesMismatchError, ConfigError
+from core.files import atomic_output, sha256_file
 from runtime.manifest import decode_facts, manifest_path
 
 if TYPE_CHECKING:

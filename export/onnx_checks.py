@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from models.errors import ExportError
+from core.errors import ExportError
 
 from .metadata import mask_sha256
 

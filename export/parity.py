@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.errors import ConfigError, ParityError
+from core.errors import ConfigError, ParityError
 
 TOP_K = 3
 

@@ -1,6 +1,6 @@
 """Inputs for parity checks and the logits of each side on them.
 
-Inputs always go through the one preprocessing definition (``runtime.preprocessing``), so the
+Inputs always go through the one preprocessing definition (``core.preprocessing``), so the
 comparison is on the tensors a deployment would see.
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.config import ModelConfig
+from core.errors import InputFileError
+from core.preprocessing import image_files, preprocess
 from models.class_names import permutation
 from models.classifier import MaskedGATClassifier
 from models.coco import read_coco_labels
-from models.config import ModelConfig
-from models.errors import InputFileError
-from runtime.preprocessing import image_files, preprocess
 
 
 @dataclass(frozen=True)

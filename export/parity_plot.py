@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from models._io import atomic_output
+from core.files import atomic_output
 
 from .parity import ParityReport
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.errors import ExportError, MissingDependencyError
+from core.errors import ExportError, MissingDependencyError
 from runtime.tensorrt_env import import_tensorrt
 
 logger = logging.getLogger(__name__)

@@ -22,10 +22,10 @@ from pathlib import Path
 import onnx
 import torch
 
-from models import _cli
+from core import cli
+from core.errors import ConfigError, ExportError
 from models.checkpoint import load_model
 from models.classifier import MaskedGATClassifier
-from models.errors import ConfigError, ExportError
 
 from .metadata import artifact_facts, manifest_path, set_metadata, write_manifest
 from .onnx_checks import check_model, find_mask_constant
@@ -167,7 +167,7 @@ def _check_arguments(output: Path, precision: str, opset: int, max_batch: int, s
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m export.to_onnx``: export, check and gate; exit 1 when a check or the gate fails."""
-    parser = _cli.parser("python -m export.to_onnx", "Export a checkpoint to ONNX, checked and parity-gated.")
+    parser = cli.parser("python -m export.to_onnx", "Export a checkpoint to ONNX, checked and parity-gated.")
     parser.add_argument("--checkpoint", type=Path, required=True, help="project checkpoint (.pt)")
     parser.add_argument("--output", type=Path, required=True, help="ONNX file to write (.onnx)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32, or the FP16 graph")
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             f"in {result.seconds:.1f} s"
         )
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ from typing import Any
 
 import onnx
 
-from models._io import sha256_file
-from models.config import ModelConfig
-from models.errors import ConfigError, InputFileError, StaleArtifactError
+from core.config import ModelConfig
+from core.errors import ConfigError, InputFileError, StaleArtifactError
+from core.files import sha256_file
 
 from .fp16 import to_fp16
 from .metadata import graph_precision, manifest_path, publish, read_metadata, set_metadata, write_manifest

@@ -1,7 +1,7 @@
-"""The masked-GAT multi-label classifier: model, co-occurrence mask, checkpoints.
+"""The masked-GAT multi-label classifier: model, co-occurrence mask, checkpoints, training.
 
-Names are imported lazily, so ``models.errors`` and ``models.config`` can be used without
-importing torch.
+Names are imported lazily, so importing the package does not import torch. Its configuration
+(``core.config.ModelConfig``) and errors (``core.errors``) live in the torch-free ``core``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ _EXPORTS = {
     "MaskedGATClassifier": "classifier",
     "build_model": "classifier",
     "MaskedGATLayer": "gat",
-    "ModelConfig": "config",
-    "Preprocessing": "config",
     "Correlation": "correlation",
     "CorrelationMask": "correlation",
     "read_correlation": "correlation_sources",
     "save_checkpoint": "checkpoint",
     "read_checkpoint": "checkpoint",
     "load_model": "checkpoint",
-    "DeployError": "errors",
 }
 __all__ = sorted(_EXPORTS)
 

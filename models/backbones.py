@@ -12,8 +12,8 @@ import torch
 import torchvision
 from torch import nn
 
-from .config import BACKBONES
-from .errors import ConfigError, WeightsError
+from core.config import BACKBONES
+from core.errors import ConfigError, WeightsError
 
 logger = logging.getLogger(__name__)
 

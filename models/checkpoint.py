@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
-from ._io import atomic_output
+from core.config import ModelConfig
+from core.errors import CheckpointError, ConfigError, DeployError
+from core.files import atomic_output
+
 from .classifier import MaskedGATClassifier, build_model
-from .config import ModelConfig
-from .errors import CheckpointError, ConfigError, DeployError
 
 FORMAT = "masked-gat-checkpoint"
 FORMAT_VERSION = 1

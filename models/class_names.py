@@ -14,27 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ClassNamesMismatchError, ConfigError, InputFileError
+from core.config import validate_class_names
+from core.errors import ClassNamesMismatchError, InputFileError
+
 from .safe_pickle import load_pickle
-
-
-def validate_class_names(names: Sequence[str], source: str = "class names") -> tuple[str, ...]:
-    """Returns ``names`` as a tuple after checking they are non-empty, unique strings.
-
-    Raises:
-        ConfigError: A name is empty, not a string, or repeated.
-    """
-    result = tuple(names)
-    if not result:
-        raise ConfigError(f"{source}: no class names")
-    bad = [n for n in result if not isinstance(n, str) or not n.strip()]
-    if bad:
-        raise ConfigError(f"{source}: class names must be non-empty strings, found {bad[:3]!r}")
-    seen: set[str] = set()
-    repeated = sorted({n for n in result if n in seen or seen.add(n)})
-    if repeated:
-        raise ConfigError(f"{source}: repeated class names {repeated[:5]}")
-    return result
 
 
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:

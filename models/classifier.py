@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.config import ModelConfig, validate_class_names
+from core.errors import ClassNamesMismatchError, ConfigError
+
 from .backbones import build_backbone
-from .class_names import validate_class_names
-from .config import ModelConfig
 from .correlation import CorrelationMask
-from .errors import ClassNamesMismatchError, ConfigError
 from .gat import MaskedGATLayer
 
 

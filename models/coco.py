@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .class_names import validate_class_names
-from .errors import AnnotationError, ConfigError
+from core.config import validate_class_names
+from core.errors import AnnotationError, ConfigError
 
 logger = logging.getLogger(__name__)
 

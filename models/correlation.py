@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _cli
-from ._io import atomic_output
-from .class_names import permutation, validate_class_names
+from core import cli
+from core.config import DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode, validate_class_names
+from core.errors import ConfigError, CorrelationError, DeployError
+from core.files import atomic_output
+
+from .class_names import permutation
 from .coco import CLASS_ORDERS
-from .config import DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode
-from .errors import ConfigError, CorrelationError, DeployError
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class CorrelationMask:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m models.correlation``: co-occurrence statistics → mask file (+ heatmap)."""
-    parser = _cli.parser("python -m models.correlation", "Build the GAT's co-occurrence mask from label statistics.")
+    parser = cli.parser("python -m models.correlation", "Build the GAT's co-occurrence mask from label statistics.")
     parser.add_argument(
         "source", type=Path, help="COCO instances .json, seed coco_correlations.pkl, ML-GCN *_adj.pkl, or a mask .npz"
     )
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             if target is not None:
                 print(f"{label}: {target}")
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

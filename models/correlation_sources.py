@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import sha256_file
+from core.config import DEFAULT_MASK_THRESHOLD, MaskMode
+from core.errors import ConfigError, CorrelationError
+from core.files import sha256_file
+
 from .class_names import read_class_names
 from .coco import ClassOrder, read_coco_labels
-from .config import DEFAULT_MASK_THRESHOLD, MaskMode
 from .correlation import Correlation, CorrelationMask
-from .errors import ConfigError, CorrelationError
 from .safe_pickle import load_pickle
 
 logger = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from runtime.preprocessing import load_rgb
+from core.errors import AnnotationError, InputFileError
+from core.preprocessing import load_rgb
 
 from .class_names import permutation
 from .coco import ClassOrder, read_coco_labels
-from .errors import AnnotationError, InputFileError
 
 logger = logging.getLogger(__name__)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import _cli
-from .errors import ConfigError
+from core import cli
+from core.errors import ConfigError
+
 from .evaluation import evaluate_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m models.evaluate``: print the metric table of a checkpoint on a dataset."""
-    parser = _cli.parser("python -m models.evaluate", "Score a checkpoint on a COCO-format split (ML-GCN metrics).")
+    parser = cli.parser("python -m models.evaluate", "Score a checkpoint on a COCO-format split (ML-GCN metrics).")
     parser.add_argument("--checkpoint", type=Path, required=True, help="project checkpoint (.pt)")
     parser.add_argument("--annotations", type=Path, required=True, help="COCO instances JSON of the split")
     parser.add_argument("--images", type=Path, required=True, help="image folder of the split")
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.output is not None:
             print(f"report: {args.output}")
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ._io import atomic_output
+from core.errors import InputFileError
+from core.files import atomic_output
+
 from .classifier import MaskedGATClassifier
 from .dataset import CocoMultiLabel, collate_readable
-from .errors import InputFileError
 from .metrics import MetricReport, compute_metrics
 from .transforms import EvalTransform
 

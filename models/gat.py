@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .class_names import describe_difference, validate_class_names
-from .config import MASK_MODES, MaskMode
-from .errors import ClassNamesMismatchError, ConfigError
+from core.config import MASK_MODES, MaskMode, validate_class_names
+from core.errors import ClassNamesMismatchError, ConfigError
+
+from .class_names import describe_difference
 
 # The seed initialises W and a with Xavier-uniform at this gain (sqrt(2), as in pyGAT).
 _XAVIER_GAIN = 1.414

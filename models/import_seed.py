@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
-from . import _cli
+from core import cli
+from core.config import BACKBONES, DEFAULT_MASK_THRESHOLD, ModelConfig
+from core.errors import CorrelationError, WeightsError
+
 from .backbones import check_trunk_state, infer_resnet, read_state_dict
 from .checkpoint import save_checkpoint
 from .classifier import MaskedGATClassifier, build_model
-from .config import BACKBONES, DEFAULT_MASK_THRESHOLD, ModelConfig
 from .correlation import Correlation
-from .errors import CorrelationError, WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def import_seed(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m models.import_seed``: seed state dict + its statistics → project checkpoint."""
-    parser = _cli.parser("python -m models.import_seed", "Convert a seed-code state dict into a seed-mode checkpoint.")
+    parser = cli.parser("python -m models.import_seed", "Convert a seed-code state dict into a seed-mode checkpoint.")
     parser.add_argument("--state-dict", required=True, type=Path, help="state dict saved by the seed's code")
     parser.add_argument("--correlation", required=True, type=Path, help="the seed's coco_correlations.pkl ('pp')")
     parser.add_argument(
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{edges} edges at P(j|i) > {args.threshold} → {args.output}"
         )
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

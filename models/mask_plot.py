@@ -9,7 +9,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ._io import atomic_output
+from core.files import atomic_output
+
 from .correlation import CorrelationMask
 
 

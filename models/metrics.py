@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .config import DEFAULT_DECISION_THRESHOLD
-from .errors import ConfigError
+from core.config import DEFAULT_DECISION_THRESHOLD
+from core.errors import ConfigError
 
 TOP_K = 3
 

@@ -14,7 +14,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from .errors import InputFileError, UnsafePickleError
+from core.errors import InputFileError, UnsafePickleError
 
 # (module, name) as written in pickles → (module, name) in the installed numpy. Pickles made
 # with numpy 1.x name ``numpy.core``, numpy 2 renamed it ``numpy._core``.

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from . import _cli
+from core import cli
+from core.config import BACKBONES, ModelConfig
+from core.errors import ConfigError
+
 from .classifier import MaskedGATClassifier, build_model
-from .config import BACKBONES, ModelConfig
-from .errors import ConfigError
 
 
 def describe(model: MaskedGATClassifier) -> list[str]:
@@ -51,7 +52,7 @@ def smoke_forward(model: MaskedGATClassifier, batch: int = 1) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m models.summary``: summarise a built model (the default) or a checkpoint."""
-    parser = _cli.parser("python -m models.summary", "Build or load a masked-GAT classifier and summarise it.")
+    parser = cli.parser("python -m models.summary", "Build or load a masked-GAT classifier and summarise it.")
     parser.add_argument("--checkpoint", type=Path, help="summarise this checkpoint instead of building a model")
     parser.add_argument("--backbone", choices=BACKBONES, help="backbone of a built model (default: resnet101)")
     parser.add_argument("--image-size", type=int, help="input size of a built model (default: 448)")
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_forward:
             print("  " + smoke_forward(model))
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 def build_described_model(

@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from . import _cli
-from ._io import new_folder_mode
-from .errors import ConfigError
+from core import cli
+from core.errors import ConfigError
+from core.files import new_folder_mode
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: f
 def main(argv: list[str] | None = None) -> int:
     """``python -m models.synthetic``: write the generated dataset."""
     defaults = SyntheticSpec()
-    parser = _cli.parser("python -m models.synthetic", "Generate a COCO-format multi-label shapes dataset.")
+    parser = cli.parser("python -m models.synthetic", "Generate a COCO-format multi-label shapes dataset.")
     parser.add_argument("--output", type=Path, required=True, help="folder to create")
     parser.add_argument("--train", type=int, default=defaults.train, help="training images")
     parser.add_argument("--val", type=int, default=defaults.val, help="validation images")
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         generate(spec, args.output, force=args.force)
         print(f"wrote {spec.train} train and {spec.val} val images of {spec.num_classes} classes to {args.output}")
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 
-from . import _cli
+from core import cli
+from core.config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode, ModelConfig
+
 from .checkpoint import load_model
 from .classifier import MaskedGATClassifier, build_model
 from .coco import CLASS_ORDERS, ClassOrder
-from .config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode, ModelConfig
 from .correlation_sources import read_mask_source
 from .dataset import CocoMultiLabel
 from .devices import torch_device
@@ -82,7 +83,7 @@ def new_model(
 def main(argv: list[str] | None = None) -> int:
     """``python -m models.train``: train, evaluate each epoch, write best and last checkpoints."""
     defaults = TrainConfig()
-    parser = _cli.parser("python -m models.train", "Train or fine-tune the masked-GAT classifier.")
+    parser = cli.parser("python -m models.train", "Train or fine-tune the masked-GAT classifier.")
     data = parser.add_argument_group("data")
     data.add_argument("--data", type=Path, help="folder with train/, val/, instances_train.json, instances_val.json")
     for split in ("train", "val"):
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(result.report.table())
         print(f"best val mAP {100 * result.best_map:.2f}: {result.best}")
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 def run(

@@ -21,11 +21,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ._io import atomic_output
+from core.errors import CheckpointError, ConfigError
+from core.files import atomic_output
+
 from .checkpoint import read_checkpoint, save_checkpoint
 from .classifier import MaskedGATClassifier
 from .dataset import CocoMultiLabel, collate_readable
-from .errors import CheckpointError, ConfigError
 from .evaluation import evaluate_model
 from .metrics import MetricReport
 

@@ -1,7 +1,7 @@
 """Image transforms for training and evaluation.
 
-Evaluation uses the runtime's preprocessing (``runtime.preprocessing.preprocess``), the one
-definition, so a model is evaluated on exactly the tensors it is served on. Training follows
+Evaluation uses the one preprocessing definition (``core.preprocessing.preprocess``), so a
+model is evaluated on exactly the tensors it is served on. Training follows
 ML-GCN: a multi-scale crop, a horizontal flip, then the same normalisation.
 """
 
@@ -14,9 +14,8 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from runtime.preprocessing import preprocess
-
-from .config import ModelConfig
+from core.config import ModelConfig
+from core.preprocessing import preprocess
 
 # ML-GCN's MultiScaleCrop: crop sides are these fractions of the image's shorter side.
 CROP_SCALES = (1.0, 0.875, 0.75, 0.66, 0.5)
@@ -24,7 +23,7 @@ MAX_DISTORT = 1  # width and height scales may differ by at most this many steps
 
 
 class EvalTransform:
-    """PIL image → the model's input tensor [3, S, S], via the runtime's preprocessing."""
+    """PIL image → the model's input tensor [3, S, S], via the one preprocessing definition."""
 
     def __init__(self, config: ModelConfig) -> None:
         self.image_size = config.image_size

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from models import _cli
-from models._io import atomic_output, sha256_file
+from core import cli
+from core.errors import ConfigError, DeployError, InputFileError, MissingDependencyError, ParityError
+from core.files import atomic_output, sha256_file
 from models.checkpoint import MASK_KEY, load_model, read_checkpoint
 from models.coco import read_coco_labels
 from models.correlation import CorrelationMask
-from models.errors import ConfigError, DeployError, InputFileError, MissingDependencyError, ParityError
 from models.synthetic import SyntheticSpec, generate
 from models.training import LAST, TrainConfig, config_record
 
@@ -244,8 +244,8 @@ def _parity(run: DemoRun, checkpoint: Path, data: Path, reports: Path) -> str:
 
 
 def _predict(run: DemoRun, data: Path, reports: Path) -> str:
+    from core.preprocessing import image_files
     from runtime import Predictor
-    from runtime.preprocessing import image_files
 
     passed = [name for name in ("tensorrt-fp16", "onnx-fp32") if run.parity.get(name, {}).get("passed")]
     artifact = run.artifacts[passed[0]] if passed else run.artifacts["torch"]
@@ -270,8 +270,8 @@ def _val_labels(data: Path) -> dict[str, list[str]]:
 
 
 def _benchmark(run: DemoRun, reports: Path) -> str:
+    from core.preprocessing import image_files
     from runtime.benchmark import markdown, open_candidates, report, run_benchmark
-    from runtime.preprocessing import image_files
 
     artifacts = list(run.artifacts.values())
     candidates, predictors = open_candidates(
@@ -293,7 +293,7 @@ def _benchmark(run: DemoRun, reports: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.demo``: the README's main command."""
-    parser = _cli.parser("python -m pipeline.demo", "Run the whole toolkit on the generated demo dataset.")
+    parser = cli.parser("python -m pipeline.demo", "Run the whole toolkit on the generated demo dataset.")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="folder for everything the demo makes")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="training epochs")
     args = parser.parse_args(argv)
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         print((args.output / "summary.md").read_text())
         print(f"demo finished in {time.perf_counter() - started:.0f} s; everything is in {args.output}/")
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models._io import atomic_output
+from core.files import atomic_output
 
 if TYPE_CHECKING:
     from .demo import DemoRun

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.config import ModelConfig, Preprocessing
-from models.errors import ConfigError, InputFileError
+from core.config import ModelConfig, Preprocessing
+from core.errors import ConfigError, InputFileError
 
 from .manifest import decode_facts
 

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from models.errors import ConfigError
+from core.errors import ConfigError
 
 from .artifact import ServingFacts, backend_for
 

@@ -27,14 +27,14 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from models import _cli
-from models._io import atomic_output
-from models.errors import ConfigError
+from core import cli
+from core.errors import ConfigError
+from core.files import atomic_output
+from core.preprocessing import image_files
 
 from .artifact import BACKENDS
 from .measure import Samples, peak_memory
 from .predictor import Predictor
-from .preprocessing import image_files
 from .tensorrt_env import visible_gpu
 
 INFERENCE, FILES = "arrays", "JPEG files"
@@ -270,7 +270,7 @@ def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m runtime.benchmark``: print the table; optionally write JSON and markdown."""
-    parser = _cli.parser("python -m runtime.benchmark", "Latency and throughput of artifacts, side by side.")
+    parser = cli.parser("python -m runtime.benchmark", "Latency and throughput of artifacts, side by side.")
     parser.add_argument("artifacts", nargs="+", type=Path, help=".plan / .onnx / .pt files; the first is the reference")
     parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated batch sizes")
     parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="backend for every artifact")
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                 with atomic_output(path) as handle:
                     handle.write(text.encode())
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

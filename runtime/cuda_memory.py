@@ -10,7 +10,7 @@ from types import ModuleType
 
 import numpy as np
 
-from models.errors import CudaError, MissingDependencyError
+from core.errors import CudaError, MissingDependencyError
 
 CUDA_HINT = "pip install 'cuda-python>=12.6' (or pip install -e '.[tensorrt]' from this repository)"
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.config import Preprocessing
-from models.errors import BadInputError, InputFileError
-
-from .preprocessing import preprocess
+from core.config import Preprocessing
+from core.errors import BadInputError, InputFileError
+from core.preprocessing import preprocess
 
 
 def describe(item: object) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import ConfigError, InputFileError, MissingDependencyError
+from core.errors import ConfigError, InputFileError, MissingDependencyError
 
 from .artifact import ServingFacts
 

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from models._io import sha256_file
-from models.errors import InputFileError, StaleArtifactError
+from core.errors import InputFileError, StaleArtifactError
+from core.files import sha256_file
 
 from .manifest import manifest_path
 from .tensorrt_env import UNKNOWN_VERSION, Machine

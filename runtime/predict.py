@@ -7,11 +7,11 @@ import sys
 import types
 from pathlib import Path
 
-from models import _cli
+from core import cli
+from core.preprocessing import image_files
 
 from .artifact import BACKENDS
 from .predictor import Predictor, predict
-from .preprocessing import image_files
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -24,7 +24,7 @@ def expand(paths: list[Path]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Prints one line per image (or JSON with ``--json``); exit 1 when an image is unusable."""
-    parser = _cli.parser("python -m runtime.predict", "Predict the labels of images with a deployed artifact.")
+    parser = cli.parser("python -m runtime.predict", "Predict the labels of images with a deployed artifact.")
     parser.add_argument("artifact", type=Path, help=".plan (TensorRT), .onnx (ONNX Runtime) or .pt (torch)")
     parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
     parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="backend (auto: from suffix)")
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 line += "  | top: " + ", ".join(f"{name} {p:.3f}" for name, p in result.top_k)
             print(line)
 
-    return _cli.run(body, verbose=args.verbose)
+    return cli.run(body, verbose=args.verbose)
 
 
 class _CallableModule(types.ModuleType):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.errors import BadInputError, ConfigError, InferenceError
+from core.errors import BadInputError, ConfigError, InferenceError
 
 from .backends import make_runner
 from .inputs import describe, prepare

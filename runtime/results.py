@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import ConfigError, InputFileError
+from core.errors import ConfigError, InputFileError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from types import ModuleType
 
-from models.errors import ConfigError, MissingDependencyError
+from core.errors import ConfigError, MissingDependencyError
 
 INSTALL_HINT = (
     "install TensorRT 10.12 or newer, NVIDIA's wheels, into this environment: pip install -e '.[tensorrt]' "

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import ConfigError, InferenceError, InputFileError
+from core.errors import ConfigError, InferenceError, InputFileError
 
 from .artifact import ServingFacts
 from .cuda_memory import CudaRuntime

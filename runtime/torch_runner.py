@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import ConfigError, MissingDependencyError
+from core.errors import ConfigError, MissingDependencyError
 
 from .artifact import ServingFacts
 

@@ -58,6 +58,7 @@ def test_summary_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: py
 
 
 def test_errors_config_and_runtime_import_without_torch() -> None:
-    modules = "models.errors, models.config, runtime.preprocessing, runtime, runtime.predict, runtime.benchmark"
+    core = "core.errors, core.config, core.preprocessing, core.cli, core.files"
+    modules = f"{core}, runtime, runtime.predict, runtime.benchmark"
     code = f"import sys, {modules}; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

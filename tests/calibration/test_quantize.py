@@ -17,12 +17,12 @@ from calibration.data import SMALL_SET, calibration_set
 from calibration.qdq_checks import check_qdq
 from calibration.quantize import method_spec, quantize_int8
 from calibration.reader import BatchReader
+from core.errors import ConfigError, ExportError, InputFileError, ParityError, StaleArtifactError
+from core.files import sha256_file
 from export import check_parity as check_parity_cli
 from export.fp16 import head_nodes
 from export.metadata import graph_precision, manifest_path, read_metadata
 from export.typed_graph import typed_graph
-from models._io import sha256_file
-from models.errors import ConfigError, ExportError, InputFileError, ParityError, StaleArtifactError
 from tests.conftest import FIXTURE_INT8_LIMITS
 
 

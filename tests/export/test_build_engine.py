@@ -10,11 +10,11 @@ from pathlib import Path
 import onnx
 import pytest
 
+from core.errors import ConfigError, InputFileError, MissingDependencyError, StaleArtifactError
 from export import build_engine as build_cli
 from export.build_engine import batch_profile, build_engine, load_timing_cache, save_timing_cache
 from export.metadata import graph_precision, manifest_path, read_metadata, write_manifest
 from export.typed_graph import Calibration, typed_graph, typed_graph_path
-from models.errors import ConfigError, InputFileError, MissingDependencyError, StaleArtifactError
 from runtime import tensorrt_env
 from runtime.plan_rules import check_plan, timing_cache_problem
 from runtime.tensorrt_env import Machine, parse_gpu_query, select_gpu

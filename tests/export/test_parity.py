@@ -14,13 +14,13 @@ from onnx import numpy_helper
 from onnxconverter_common import float16
 from PIL import Image
 
+from core.errors import ConfigError, MissingDependencyError
 from export.check_parity import main as check_parity_main
 from export.metadata import read_metadata, write_manifest
 from export.parity import FP32, compare, tolerances
 from export.parity_inputs import eager_logits, onnx_logits, random_inputs
 from export.to_onnx import main as to_onnx_main
 from models.checkpoint import load_model, save_checkpoint
-from models.errors import ConfigError, MissingDependencyError
 
 
 def test_figures_by_hand_and_the_gate() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ExportError, MissingDependencyError
 from export import tensorrt_build
 from export.tensorrt_build import BuildSettings, build_serialized
-from models.errors import ExportError, MissingDependencyError
 
 SETTINGS = BuildSettings("images", 64, 1, 8, 32, 1024, 3, "ampere+", True)
 

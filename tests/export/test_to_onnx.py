@@ -10,13 +10,13 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from core.config import ModelConfig
+from core.files import sha256_file
 from export.metadata import mask_sha256, read_metadata
 from export.onnx_checks import find_mask_constant
 from export.to_onnx import main
-from models._io import sha256_file
 from models.checkpoint import load_model, save_checkpoint
 from models.classifier import build_model
-from models.config import ModelConfig
 
 
 @pytest.fixture(scope="module")

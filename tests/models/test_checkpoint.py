@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.config import ModelConfig
+from core.errors import CheckpointError, ConfigError
 from models.checkpoint import FORMAT_VERSION, MASK_KEY, load_model, read_checkpoint, save_checkpoint
 from models.classifier import build_model
-from models.config import ModelConfig
-from models.errors import CheckpointError, ConfigError
 
 NAMES = ["cat", "dog", "car", "tree"]
 

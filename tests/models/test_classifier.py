@@ -8,11 +8,11 @@ import pytest
 import torch
 import torchvision
 
+from core.config import BACKBONES, ModelConfig
+from core.errors import ClassNamesMismatchError, ConfigError, WeightsError
 from models.backbones import infer_resnet
 from models.classifier import build_model
-from models.config import BACKBONES, ModelConfig
 from models.correlation import Correlation, CorrelationMask
-from models.errors import ClassNamesMismatchError, ConfigError, WeightsError
 
 NAMES = ["cat", "dog", "car", "tree", "cup"]
 

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.correlation import Correlation, CorrelationMask, main
-from models.correlation_sources import read_correlation
-from models.errors import (
+from core.errors import (
     AnnotationError,
     ClassNamesMismatchError,
     ConfigError,
@@ -19,6 +17,8 @@ from models.errors import (
     InputFileError,
     UnsafePickleError,
 )
+from models.correlation import Correlation, CorrelationMask, main
+from models.correlation_sources import read_correlation
 
 # Categories whose alphabetical order (apple, mango, zebra) differs from their id order (zebra, mango, apple).
 _CATEGORIES = [{"id": 1, "name": "zebra"}, {"id": 3, "name": "apple"}, {"id": 2, "name": "mango"}]

@@ -13,13 +13,13 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from models.config import ModelConfig
+from core.config import ModelConfig
+from core.errors import AnnotationError, ClassNamesMismatchError, ConfigError
+from core.preprocessing import preprocess
 from models.correlation_sources import correlation_from_coco
 from models.dataset import CocoMultiLabel, collate_readable
-from models.errors import AnnotationError, ClassNamesMismatchError, ConfigError
 from models.synthetic import SHAPES, SyntheticSpec, generate, main
 from models.transforms import EvalTransform, MultiScaleCrop, train_transform
-from runtime.preprocessing import preprocess
 
 CONFIG = ModelConfig(num_classes=len(SHAPES), backbone="resnet18", image_size=32)
 

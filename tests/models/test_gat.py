@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from core.errors import ClassNamesMismatchError, ConfigError
 from models.correlation_sources import read_correlation
-from models.errors import ClassNamesMismatchError, ConfigError
 from models.gat import MaskedGATLayer
 
 from .seed_reference import SeedBGATLayer

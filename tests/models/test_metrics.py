@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from models.errors import ConfigError
+from core.errors import ConfigError
 from models.metrics import average_precision, compute_metrics, label_frequency_baseline, precision_recall_f1
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.errors import InputFileError, UnsafePickleError
+from core.errors import InputFileError, UnsafePickleError
 from models.safe_pickle import load_pickle
 
 _DATA = {

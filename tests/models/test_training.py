@@ -9,12 +9,12 @@ import pytest
 import torch
 import torchvision
 
+from core.config import ModelConfig
 from models import evaluate as evaluate_cli
 from models import train as train_cli
 from models import training
 from models.checkpoint import load_model, read_checkpoint
 from models.classifier import build_model
-from models.config import ModelConfig
 from models.synthetic import SyntheticSpec, generate
 from models.training import TrainConfig, make_optimizer
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import ParityError
+from core.errors import ParityError
 from pipeline.demo import run_demo
 
 

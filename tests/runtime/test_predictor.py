@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.errors import BadInputError, ConfigError, InferenceError, InputFileError
+from core.errors import BadInputError, ConfigError, InferenceError, InputFileError
+from core.preprocessing import preprocess
 from runtime import FailedItem, Prediction, Predictor, predict
-from runtime.preprocessing import preprocess
 
 REPO = Path(__file__).resolve().parents[2]
 # Batch and single-image calls run different kernels' tilings: results agree to float rounding only.
@@ -511,7 +511,7 @@ def test_onnx_serving_never_imports_torch(fp32_graph: Path, trained_checkpoint: 
     code = f"""
 import sys
 import runtime, runtime.predict, runtime.benchmark
-from models.errors import MissingDependencyError
+from core.errors import MissingDependencyError
 from runtime import Predictor
 with Predictor({str(fp32_graph)!r}) as predictor:
     results = predictor.predict([{str(val_images[0])!r}, {str(val_images[1])!r}])

@@ -6,7 +6,7 @@ Plain data (no torch), so that ``runtime`` can read preprocessing from artifacts
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -124,6 +124,25 @@ class ModelConfig:
             return cls(**values, preprocessing=Preprocessing(**pre))
         except TypeError as exc:
             raise ConfigError(f"incomplete model config: {exc}") from exc
+
+
+def validate_class_names(names: Sequence[str], source: str = "class names") -> tuple[str, ...]:
+    """Returns ``names`` as a tuple after checking they are non-empty, unique strings.
+
+    Raises:
+        ConfigError: A name is empty, not a string, or repeated.
+    """
+    result = tuple(names)
+    if not result:
+        raise ConfigError(f"{source}: no class names")
+    bad = [n for n in result if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ConfigError(f"{source}: class names must be non-empty strings, found {bad[:3]!r}")
+    seen: set[str] = set()
+    repeated = sorted({n for n in result if n in seen or seen.add(n)})
+    if repeated:
+        raise ConfigError(f"{source}: repeated class names {repeated[:5]}")
+    return result
 
 
 def _require(condition: bool, message: str) -> None:

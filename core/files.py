@@ -1,14 +1,15 @@
-"""File helpers: atomic writes and content hashes."""
+"""File helpers: atomic writes (a file is complete or absent, never half-written) and content hashes."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import ConfigError
 
@@ -62,6 +63,23 @@ def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, *, force: bool = True) -> Path:
+    """Writes ``data`` to ``path`` atomically; see :func:`atomic_output` for ``force``."""
+    with atomic_output(path, force=force) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str, *, force: bool = True) -> Path:
+    """Writes ``text`` (UTF-8) to ``path`` atomically."""
+    return write_bytes(path, text.encode(), force=force)
+
+
+def write_json(path: str | os.PathLike, document: Any, *, force: bool = True, indent: int | None = 2) -> Path:
+    """Writes ``document`` as JSON to ``path`` atomically."""
+    return write_text(path, json.dumps(document, indent=indent), force=force)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

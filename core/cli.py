@@ -10,7 +10,7 @@ from collections.abc import Callable
 from .errors import DeployError
 
 # The toolkit's own loggers speak at INFO; third-party libraries only at WARNING.
-_PACKAGES = ("models", "export", "calibration", "runtime", "pipeline")
+_PACKAGES = ("core", "models", "export", "calibration", "runtime", "pipeline")
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:

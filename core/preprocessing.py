@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from models.config import Preprocessing
-from models.errors import InputFileError
+from core.config import Preprocessing
+from core.errors import InputFileError
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
