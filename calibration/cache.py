@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputFileError, StaleArtifactError
-from core.files import atomic_output
+from core.files import write_json
 
 FORMAT = "masked-gat-calibration-ranges"
 VERSION = 1
@@ -64,5 +64,4 @@ def read_ranges(path: str | os.PathLike, key: RangeKey) -> dict[str, Any]:
 def write_ranges(path: str | os.PathLike, key: RangeKey, ranges: dict[str, Any], *, images: int, tool: str) -> None:
     """Writes the cache atomically (replacing an earlier one)."""
     document = {"format": FORMAT, "version": VERSION, "key": asdict(key), "images": images, "tool": tool}
-    with atomic_output(path) as handle:
-        handle.write(json.dumps({**document, "ranges": ranges}).encode())
+    write_json(path, {**document, "ranges": ranges}, indent=None)

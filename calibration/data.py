@@ -20,8 +20,7 @@ import numpy as np
 from core.errors import ConfigError, InputFileError
 from core.files import sha256_file
 from core.preprocessing import image_files
-from models.class_names import permutation
-from models.coco import read_coco_labels
+from models.coco import read_labels_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +98,8 @@ def calibration_set(
     if annotations is None:
         files = image_files(root)
     else:
-        coco = read_coco_labels(annotations, "alphabetical")
-        order = permutation(coco.class_names, class_names, f"{annotations} categories")
-        labels = coco.labels if order is None else coco.labels[:, order]
+        coco = read_labels_in_order(annotations, class_names)
+        labels = coco.labels
         files = [root / name for name in coco.file_names]
         absent = [str(p) for p in files if not p.is_file()]
         if absent:

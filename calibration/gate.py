@@ -1,7 +1,8 @@
 """The INT8 gate: the quantized graph against its reference, and its speed against the FP32 graph.
 
-Both graphs run under ONNX Runtime (CPU) on the same preprocessed images, the FP32 graph first;
-each is timed after one warm-up batch, so the speed ratio is measured side by side.
+Both graphs run in the runner that serves them (ONNX Runtime, on the CPU) on the same preprocessed
+images, the FP32 graph first; each is timed after one warm-up batch, so the speed ratio is measured
+side by side.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from core.config import ModelConfig
+from core.facts import ArtifactFacts
 from core.preprocessing import preprocess_batch
-from export.metadata import require_serving_facts
-from export.parity import GateError, ParityReport, compare, tolerances
-from export.parity_inputs import eager_logits, onnx_session, session_logits
+from export.parity import GATE_DEVICE, GateError, ParityReport, compare, tolerances
+from export.parity_inputs import batched_logits
+from models.checkpoint import load_model
+from models.evaluation import eager_logits
+from runtime.backends import make_runner
 
 from .data import CalibrationSet
 
@@ -56,8 +59,7 @@ def gate_int8(
     source: Path,
     candidate: Path,
     gate_set: CalibrationSet,
-    config: ModelConfig,
-    facts: dict[str, Any],
+    facts: ArtifactFacts,
     *,
     held_out: bool,
     batch: int,
@@ -67,21 +69,20 @@ def gate_int8(
     """Runs both graphs (and the eager model with ``checkpoint``) and applies the int8 limits.
 
     Args:
-        facts: The source graph's metadata; a ``checkpoint`` must match its serving facts.
+        facts: The source graph's facts; a ``checkpoint`` must match its serving facts.
 
     Raises:
         ConfigError / ClassNamesMismatchError: ``checkpoint`` is not the model the graph came from.
         GateError: The INT8 graph fails the gate.
     """
+    config = facts.config
     images = preprocess_batch(gate_set.files, config.image_size, config.preprocessing)
     fp32, fp32_speed = _timed(source, images, batch)
     int8, int8_speed = _timed(candidate, images, batch)
     reference, reference_name = fp32, f"the FP32 graph {source.name}"
     if checkpoint is not None:
-        from models.checkpoint import load_model
-
         model = load_model(checkpoint)
-        require_serving_facts(facts, model, source)
+        model.serving_facts.require_same_model(facts.serving(), source)
         reference, reference_name = eager_logits(model, images), f"the eager checkpoint {Path(checkpoint).name}"
     report = compare(
         reference,
@@ -101,8 +102,8 @@ def gate_int8(
 
 def _timed(graph: Path, images: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
     """Logits of ``graph`` on ``images`` and its images/s after one warm-up batch."""
-    session = onnx_session(graph)
-    session_logits(session, images[:batch], batch)
-    started = time.perf_counter()
-    logits = session_logits(session, images, batch)
-    return logits, len(images) / (time.perf_counter() - started)
+    with make_runner(graph, device=GATE_DEVICE) as runner:
+        batched_logits(runner, images[:batch], batch)
+        started = time.perf_counter()
+        logits = batched_logits(runner, images, batch)
+        return logits, len(images) / (time.perf_counter() - started)

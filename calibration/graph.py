@@ -13,13 +13,12 @@ from typing import Any
 import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from core.config import ModelConfig
 from core.errors import ConfigError
+from core.facts import ArtifactFacts, CalibrationFacts
 from core.files import sha256_file
 from export.fp16 import head_nodes
-from export.metadata import set_metadata
+from export.metadata import read_graph, write_metadata
 from export.onnx_checks import check_model, find_mask_constant, mask_of_graph
-from export.typed_graph import read_graph
 
 from .data import CalibrationSet
 from .qdq_checks import check_qdq
@@ -58,33 +57,32 @@ def _without_preprocessing_advice() -> Iterator[None]:
         root.removeFilter(advice)
 
 
-def read_source(path: Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """The FP32 graph and its metadata.
+def read_source(path: Path) -> tuple[onnx.ModelProto, ArtifactFacts]:
+    """The FP32 graph and its facts.
 
     Raises:
         InputFileError: The file is missing or not an ONNX graph of this toolkit.
         ConfigError: The graph is not FP32 (calibrate the graph ``export.to_onnx`` wrote).
     """
     graph, facts = read_graph(path)
-    if facts["precision"] != "fp32":
-        raise ConfigError(f"{path} is a {facts['precision']} graph; calibrate the FP32 graph written by export.to_onnx")
+    if facts.precision != "fp32":
+        raise ConfigError(f"{path} is a {facts.precision} graph; calibrate the FP32 graph written by export.to_onnx")
     return graph, facts
 
 
 def quantize_graph(
     source: Path,
     graph: onnx.ModelProto,
-    facts: dict[str, Any],
+    facts: ArtifactFacts,
     output: Path,
     dataset: CalibrationSet,
-    config: ModelConfig,
     *,
     method: str,
     percentile: float,
     batch_size: int,
     ranges: dict[str, Any] | None,
-    calibration_facts: dict[str, Any],
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    calibration: CalibrationFacts,
+) -> tuple[dict[str, Any], ArtifactFacts]:
     """Writes the checked INT8 graph (metadata included) to ``output``; returns the ranges used
     and the graph's facts.
 
@@ -99,12 +97,12 @@ def quantize_graph(
         ranges_file.write_text(json.dumps(ranges))
     reader = BatchReader(
         dataset,
-        input_name=graph.graph.input[0].name,
-        image_size=config.image_size,
-        preprocessing=config.preprocessing,
+        input_name=facts.input_name,
+        image_size=facts.image_size,
+        preprocessing=facts.config.preprocessing,
         batch_size=batch_size,
     )
-    logger.info("quantizing %s (%s, %d images)", source.name, calibration_facts["method"], len(dataset.files))
+    logger.info("quantizing %s (%s, %d images)", source.name, calibration.method, len(dataset.files))
     chatter = io.StringIO()  # the histogram calibrators print to stdout
     with contextlib.redirect_stdout(chatter), _without_preprocessing_advice():
         quantize_static(
@@ -137,16 +135,10 @@ def quantize_graph(
     quantized = onnx.load(str(output))
     count = check_qdq(quantized, head_nodes(quantized))
     quantized = check_model(quantized)
-    mask = mask_of_graph(graph, facts["mask_sha256"], len(facts["class_names"]))
-    find_mask_constant(quantized, mask, facts["mask_mode"])
-    facts = {
-        **facts,
-        "precision": "int8",
-        "source_onnx": source.name,
-        "source_onnx_sha256": sha256_file(source),
-        "calibration": calibration_facts,
-    }
-    set_metadata(quantized, facts)
+    mask = mask_of_graph(graph, facts.mask_sha256, len(facts.class_names))
+    find_mask_constant(quantized, mask, facts.config.mask_mode)
+    facts = facts.made_into("int8", source.name, sha256_file(source), calibration)
+    write_metadata(quantized, facts)
     onnx.save(quantized, str(output))
     logger.info("INT8 graph: %d Q/DQ nodes, all symmetric INT8; head left in FP32", count)
     return used, facts

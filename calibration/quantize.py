@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import cli
-from core.config import ModelConfig
 from core.errors import ConfigError
+from core.facts import CalibrationFacts
 from core.files import sha256_file
-from export.metadata import manifest_path, publish, write_manifest
+from core.manifest import manifest_path, publish, write_manifest
 from export.parity import add_tolerance_option, tolerances
 
 from .cache import RangeKey, read_ranges, write_ranges
@@ -103,13 +103,12 @@ def quantize_int8(
     if not 0 < percentile <= 100:
         raise ConfigError(f"--percentile must be in (0, 100], got {percentile}")
     graph, facts = read_source(source)
-    config = ModelConfig.from_dict(facts["model_config"])
-    graph_max = int(facts["batch"]["max"])
+    graph_max = facts.max_batch
     if batch_size is None:
         batch_size = min(DEFAULT_BATCH, graph_max)
     elif batch_size > graph_max:
         raise ConfigError(f"--batch-size {batch_size} exceeds the graph's max batch {graph_max}")
-    dataset = calibration_set(data, facts["class_names"], annotations=annotations, max_images=max_images)
+    dataset = calibration_set(data, facts.class_names, annotations=annotations, max_images=max_images)
     warnings = dataset.warnings()
     for warning in warnings:
         logger.warning("%s", warning)
@@ -127,12 +126,11 @@ def quantize_int8(
             facts,
             staged,
             dataset,
-            config,
             method=method,
             percentile=percentile,
             batch_size=batch_size,
             ranges=ranges,
-            calibration_facts={"method": spec, "images": len(dataset.files), "files_sha256": key.files_sha256},
+            calibration=CalibrationFacts(spec, len(dataset.files), key.files_sha256),
         )
         if ranges is None:
             import onnxruntime
@@ -141,7 +139,7 @@ def quantize_int8(
             logger.info("activation ranges saved to %s", cache)
         gate_set = calibration_set(
             gate_images or data,
-            facts["class_names"],
+            facts.class_names,
             annotations=gate_annotations if gate_images is not None else annotations,
             max_images=gate_max_images,
         )
@@ -149,15 +147,14 @@ def quantize_int8(
             source,
             staged,
             gate_set,
-            config,
             facts,
             held_out=gate_images is not None,
-            batch=int(facts["batch"]["max"]),
+            batch=graph_max,
             checkpoint=checkpoint,
             tolerance_overrides=tolerance_overrides,
         )
-        calibration = {**int8_facts["calibration"], "coverage": dataset.coverage(), "warnings": warnings}
-        write_manifest(staged, {**int8_facts, "calibration": calibration, "parity": outcome.to_dict()}, force=True)
+        coverage = {"coverage": dataset.coverage(), "warnings": warnings}
+        write_manifest(staged, int8_facts, parity=outcome.to_dict(), calibration_set=coverage, force=True)
         if not force and any(path.exists() for path in (output, manifest_path(output))):
             raise ConfigError(f"{output} appeared while quantizing; pass --force to replace it")
         publish(staged, output)

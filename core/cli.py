@@ -13,10 +13,22 @@ from .errors import DeployError
 _PACKAGES = ("core", "models", "export", "calibration", "runtime", "pipeline")
 
 
-def parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser that shows defaults in ``--help``, with ``--verbose``."""
+def parser(prog: str, description: str, *, verbose: bool = True) -> argparse.ArgumentParser:
+    """An argument parser that shows defaults in ``--help``, with ``--verbose`` (without it when
+    ``verbose`` is False: a parser of subcommands, which take it themselves)."""
     result = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    if verbose:
+        result.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return result
+
+
+def add_subcommand(subcommands: argparse._SubParsersAction, name: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand of a :func:`parser` (``python -m runtime predict``), with the same formatting
+    and its own ``--verbose``."""
+    result = subcommands.add_parser(
+        name, help=description, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     result.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return result

@@ -1,9 +1,10 @@
 """``python -m export.build_engine``: a typed ONNX graph → a TensorRT plan and its manifest.
 
-First the typed graph for the precision is taken or made and gated (``export.typed_graph``); that
-step runs anywhere. Then, on a machine with a CUDA GPU and TensorRT, the plan is built with one
-optimization profile over the batch and written with ``M.plan.json`` beside it (no header inside
-the plan). Elsewhere the command stops there with exit 1 and says what is missing.
+First the typed graph for the precision is taken or made and gated (``export.typed_graph``; an INT8
+engine is built from the INT8 graph ``calibration.quantize`` makes); that step runs anywhere. Then,
+on a machine with a CUDA GPU and TensorRT, the plan is built with one optimization profile over the
+batch and written with ``M.plan.json`` beside it (no header inside the plan). Elsewhere the command
+stops there with exit 1 and says what is missing.
 
 A timing cache is fed to the builder only when its sidecar (``F.json``) says it was measured on this
 GPU with this TensorRT version; any other is set aside (renamed ``F.set-aside``) with a message.
@@ -22,17 +23,18 @@ from pathlib import Path
 
 from core import cli
 from core.errors import ConfigError, MissingDependencyError
-from core.files import atomic_output, sha256_file
+from core.facts import HARDWARE_COMPAT, PRECISIONS, EngineFacts
+from core.files import sha256_file, write_bytes, write_json
+from core.manifest import manifest_path, write_manifest
 from runtime.plan_rules import timing_cache_problem
 from runtime.tensorrt_env import Machine, this_machine
 
-from .metadata import manifest_path, write_manifest
-from .parity import add_tolerance_option
-from .typed_graph import PRECISIONS, Calibration, read_graph, typed_graph
+from .metadata import read_graph
+from .parity import add_tolerance_option, parse_tolerances
+from .typed_graph import typed_graph
 
 logger = logging.getLogger(__name__)
 
-HARDWARE_COMPAT = ("none", "ampere+")
 DEFAULT_WORKSPACE_MIB = 4096
 DEFAULT_OPT_LEVEL = 3  # TensorRT's default builder optimization level
 
@@ -88,12 +90,12 @@ def load_timing_cache(path: Path | None, machine: Machine) -> bytes:
     """The timing cache's bytes when it was measured here; otherwise b"" (a stale one set aside)."""
     if path is None or not path.exists():
         return b""
-    sidecar_path = manifest_path(path)
+    sidecar = manifest_path(path)
     try:
-        sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else None
+        measured_on = Machine.from_dict(json.loads(sidecar.read_text())) if sidecar.is_file() else None
     except ValueError:
-        sidecar = None
-    problem = timing_cache_problem(sidecar, machine)
+        measured_on = None
+    problem = timing_cache_problem(measured_on, machine)
     if problem is None:
         return path.read_bytes()
     aside = path.with_name(path.name + ".set-aside")
@@ -103,11 +105,9 @@ def load_timing_cache(path: Path | None, machine: Machine) -> bytes:
 
 
 def save_timing_cache(path: Path, data: bytes, machine: Machine) -> None:
-    with atomic_output(path) as handle:
-        handle.write(data)
-    sidecar = {"gpu_name": machine.gpu_name, "compute_capability": list(machine.compute_capability)}
-    with atomic_output(manifest_path(path)) as handle:
-        handle.write(json.dumps({**sidecar, "tensorrt_version": machine.tensorrt_version}, indent=2).encode())
+    """Writes the cache and its sidecar (the machine it was measured on)."""
+    write_bytes(path, data)
+    write_json(manifest_path(path), machine.to_dict())
 
 
 def build_engine(
@@ -123,7 +123,6 @@ def build_engine(
     hardware_compat: str = "none",
     version_compatible: bool = False,
     optimization_level: int = DEFAULT_OPT_LEVEL,
-    calibration: Calibration | None = None,
     tolerance_overrides: dict[str, float] | None = None,
     force: bool = False,
 ) -> EngineResult:
@@ -138,16 +137,14 @@ def build_engine(
     started = time.perf_counter()
     source, output = Path(source), Path(output)
     _check_arguments(output, precision, workspace_mib, hardware_compat, optimization_level, force)
-    source_graph, source_facts = read_graph(source)
-    profile = batch_profile(int(source_facts["batch"]["max"]), min_batch, opt_batch, max_batch)
-    if tolerance_overrides and source_facts["precision"] == precision:
+    _, source_facts = read_graph(source, weights=False)
+    profile = batch_profile(source_facts.max_batch, min_batch, opt_batch, max_batch)
+    if tolerance_overrides and source_facts.precision == precision:
         raise ConfigError(
             f"--tolerance applies to a graph made here; {source} is {precision} already and taken as it is"
         )
-    graph_path = typed_graph(
-        source, precision, output, calibration=calibration, tolerance_overrides=tolerance_overrides, force=force
-    )
-    graph, facts = (source_graph, source_facts) if graph_path == source else read_graph(graph_path)
+    graph_path = typed_graph(source, precision, output, tolerance_overrides=tolerance_overrides, force=force)
+    facts = source_facts if graph_path == source else read_graph(graph_path, weights=False)[1]
     flags = {
         "workspace": workspace_mib,
         "builder-opt-level": optimization_level,
@@ -167,8 +164,8 @@ def build_engine(
     from .tensorrt_build import BuildSettings, build_serialized
 
     settings = BuildSettings(
-        input_name=graph.graph.input[0].name,
-        image_size=int(facts["image_size"]),
+        input_name=facts.input_name,
+        image_size=facts.image_size,
         min_batch=profile.min,
         opt_batch=profile.opt,
         max_batch=profile.max,
@@ -186,24 +183,27 @@ def build_engine(
     machine = dataclasses.replace(machine, tensorrt_version=version)  # the module's own, not the package's
     build_seconds = time.perf_counter() - build_started
     logger.info("built in %.1f s", build_seconds)
-    with atomic_output(output, force=force) as handle:
-        handle.write(plan)
-    engine_facts = {
-        **facts,
-        "source_onnx": os.path.relpath(graph_path, output.parent),
-        "source_onnx_sha256": sha256_file(graph_path),
-        "batch": {"min": profile.min, "max": profile.max},
-        "profile": {"min": profile.min, "opt": profile.opt, "max": profile.max},
-        "tensorrt_version": machine.tensorrt_version,
-        "gpu": {"name": machine.gpu_name, "compute_capability": list(machine.compute_capability)},
-        "hardware_compat": hardware_compat,
-        "version_compatible": version_compatible,
-        "builder_optimization_level": optimization_level,
-        "workspace_mib": workspace_mib,
-        "build_seconds": round(build_seconds, 1),
-        "build_command": command,
-    }
-    manifest = write_manifest(output, engine_facts, force=True)
+    write_bytes(output, plan, force=force)
+    engine = EngineFacts(
+        tensorrt_version=machine.tensorrt_version,
+        gpu_name=machine.gpu_name,
+        compute_capability=machine.compute_capability,
+        opt_batch=profile.opt,
+        hardware_compat=hardware_compat,
+        version_compatible=version_compatible,
+        builder_optimization_level=optimization_level,
+        workspace_mib=workspace_mib,
+        build_seconds=round(build_seconds, 1),
+        build_command=command,
+    )
+    plan_facts = facts.built_into(
+        engine,
+        min_batch=profile.min,
+        max_batch=profile.max,
+        source_name=os.path.relpath(graph_path, output.parent),
+        source_sha256=sha256_file(graph_path),
+    )
+    manifest = write_manifest(output, plan_facts, force=True)
     if cache_path is not None:
         save_timing_cache(cache_path, new_cache, machine)
     return EngineResult(output, manifest, graph_path, time.perf_counter() - started)
@@ -228,10 +228,12 @@ def _check_arguments(output: Path, precision: str, workspace: int, compat: str, 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m export.build_engine``: exit 1 when a gate fails or TensorRT/a GPU is missing."""
-    from calibration.graph import METHODS
-
     parser = cli.parser("python -m export.build_engine", "Build a TensorRT plan from the typed ONNX graph.")
-    parser.add_argument("source", type=Path, help="the FP32 graph (export.to_onnx), or a graph of --precision")
+    parser.add_argument(
+        "source",
+        type=Path,
+        help="the FP32 graph (export.to_onnx), or a graph of --precision (INT8: calibration.quantize)",
+    )
     parser.add_argument("--output", type=Path, required=True, help="plan to write (.plan); its manifest goes beside")
     parser.add_argument("--precision", choices=PRECISIONS, required=True, help="the engine's (and graph's) precision")
     parser.add_argument("--min-batch", type=int, default=1, help="smallest batch the plan accepts")
@@ -242,24 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hardware-compat", choices=HARDWARE_COMPAT, default="none", help="GPUs the plan runs on")
     parser.add_argument("--version-compatible", action="store_true", help="plan runs on later TensorRT of this major")
     parser.add_argument("--builder-opt-level", type=int, default=DEFAULT_OPT_LEVEL, help="0 (fast) .. 5 (thorough)")
-    int8 = parser.add_argument_group("INT8 from the FP32 graph (calibration.quantize)")
-    int8.add_argument("--calibration-data", type=Path, help="calibration image folder")
-    int8.add_argument("--calibration-annotations", type=Path, help="COCO instances JSON of --calibration-data")
-    int8.add_argument("--calibration-method", choices=sorted(METHODS), default="minmax", help="activation ranges")
     add_tolerance_option(parser)
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
     args = parser.parse_args(argv)
-    if args.calibration_data is None and args.calibration_annotations is not None:
-        parser.error("--calibration-annotations needs --calibration-data")
-    if args.calibration_data is not None and args.precision != "int8":
-        parser.error("--calibration-data applies to --precision int8 only")
 
     def body() -> None:
-        from .parity import parse_tolerances
-
-        calibration = None
-        if args.calibration_data is not None:
-            calibration = Calibration(args.calibration_data, args.calibration_annotations, args.calibration_method)
         result = build_engine(
             args.source,
             args.output,
@@ -272,7 +261,6 @@ def main(argv: list[str] | None = None) -> int:
             hardware_compat=args.hardware_compat,
             version_compatible=args.version_compatible,
             optimization_level=args.builder_opt_level,
-            calibration=calibration,
             tolerance_overrides=parse_tolerances(args.tolerance),
             force=args.force,
         )

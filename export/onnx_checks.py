@@ -8,8 +8,7 @@ import onnx
 from onnx import numpy_helper
 
 from core.errors import ExportError
-
-from .metadata import mask_sha256
+from core.facts import mask_sha256
 
 # What consumes the mask: Where in softmax mode (keep or fill), Mul in seed mode (e * mask).
 _MASK_CONSUMER = {"softmax": "Where", "seed": "Mul"}

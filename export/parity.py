@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import ConfigError, ParityError
-
-TOP_K = 3
+from core.scores import sigmoid
+from models.metrics import TOP_K, average_precision
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ FP16 = Tolerances(
 # error is 0.06-0.07 across the three calibration methods, docs/calibration.md).
 INT8 = Tolerances(logits_rel=0.1, prob_abs=0.1, min_cosine=0.98, flip_rate=0.05, topk_disagreement=0.2, map_drop=1.0)
 TOLERANCES: dict[str, Tolerances] = {"fp32": FP32, "fp16": FP16, "int8": INT8}
+# Where the gates that admit an ONNX graph run it: the CPU provider, present wherever ONNX Runtime
+# is and deterministic, in the session configuration the runner serves with.
+GATE_DEVICE = "cpu"
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,7 @@ def compare(
     with np.errstate(all="ignore"):
         delta = np.abs(candidate - reference)
         scale = np.maximum(np.abs(reference).max(axis=1, keepdims=True), 1e-12)
-        p_ref, p_cand = _sigmoid(reference), _sigmoid(candidate)
+        p_ref, p_cand = sigmoid(reference), sigmoid(candidate)
         cosine = (reference * candidate).sum(1) / (
             np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1) + 1e-30
         )
@@ -213,8 +216,6 @@ def compare(
     if not np.isfinite(candidate).all():
         figures["non_finite_outputs"] = float((~np.isfinite(candidate)).sum())
     if targets is not None:
-        from models.metrics import average_precision
-
         map_ref = float(np.nanmean(average_precision(reference, targets)))
         map_cand = float(np.nanmean(average_precision(np.nan_to_num(candidate, nan=-np.inf), targets)))
         figures.update(
@@ -236,7 +237,3 @@ def _failures(figures: Mapping[str, float], limits: Tolerances) -> tuple[str, ..
             relation = "below" if name == "min_cosine" else "above"
             failures.append(f"{name} = {value:.6g} is {relation} the limit {limit:g}")
     return tuple(failures)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))

@@ -1,26 +1,24 @@
-"""Inputs for parity checks and the logits of each side on them.
+"""Inputs for parity checks, and a candidate's logits on them through the runner that serves it.
 
 Inputs always go through the one preprocessing definition (``core.preprocessing``), so the
-comparison is on the tensors a deployment would see.
+comparison is on the tensors a deployment would see; candidates run in the runner (and so the
+session configuration) that serves them. The eager side is ``models.evaluation.eager_logits``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from core.config import ModelConfig
 from core.errors import InputFileError
 from core.preprocessing import image_files, preprocess
-from models.class_names import permutation
 from models.classifier import MaskedGATClassifier
-from models.coco import read_coco_labels
+from models.coco import read_labels_in_order
+from runtime.backends import Runner, make_runner
 
 
 @dataclass(frozen=True)
@@ -57,82 +55,31 @@ def folder_inputs(model: MaskedGATClassifier, folder: str | os.PathLike) -> Pari
 
 def coco_inputs(model: MaskedGATClassifier, annotations: str | os.PathLike, images: str | os.PathLike) -> ParityInputs:
     """A labelled COCO-format split, labels in the model's class order."""
-    labels = read_coco_labels(annotations, "alphabetical")
-    order = permutation(labels.class_names, model.class_names, f"{annotations} categories")
-    targets = labels.labels if order is None else labels.labels[:, order]
+    labels = read_labels_in_order(annotations, model.class_names)
     config = model.config
     arrays = [preprocess(Path(images) / name, config.image_size, config.preprocessing) for name in labels.file_names]
-    return ParityInputs(np.stack(arrays), targets, source=f"{len(arrays)} labelled images from {annotations}")
-
-
-@torch.inference_mode()
-def eager_logits(model: MaskedGATClassifier, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    """The eager FP32 model's logits on preprocessed ``images``."""
-    model = model.eval().float()
-    return np.concatenate(
-        [model(torch.from_numpy(images[i : i + batch])).numpy() for i in range(0, len(images), batch)]
-    )
-
-
-def onnx_session(path: str | os.PathLike):
-    """An ONNX Runtime (CPU) session for the graph at ``path``.
-
-    Raises:
-        InputFileError: ONNX Runtime cannot load the graph.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    with _ort_failures(path):
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def session_logits(session, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    """A session's logits on ``images``, in batches of at most ``batch``."""
-    name = session.get_inputs()[0].name
-    with _ort_failures("the graph"):
-        return np.concatenate(
-            [session.run(None, {name: images[i : i + batch]})[0] for i in range(0, len(images), batch)]
-        )
-
-
-def onnx_logits(path: str | os.PathLike, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    """An ONNX graph's logits under ONNX Runtime (CPU), in batches of at most ``batch``."""
-    return session_logits(onnx_session(path), images, batch)
+    return ParityInputs(np.stack(arrays), labels.labels, source=f"{len(arrays)} labelled images from {annotations}")
 
 
 def runner_logits(
     artifact: str | os.PathLike, images: np.ndarray, *, device: str = "auto", fp16: bool = False
 ) -> np.ndarray:
-    """An artifact's logits on ``images`` through the runtime runner that serves it in production."""
-    from runtime.backends import make_runner
-
+    """An artifact's logits on ``images`` through the runner that serves it in production."""
     with make_runner(artifact, device=device, fp16=fp16) as runner:
-        facts = runner.facts
-        batch = facts.max_batch or 16
-        return np.concatenate(
-            [
-                runner.infer({facts.input_name: images[i : i + batch]})[facts.output_name]
-                for i in range(0, len(images), batch)
-            ]
-        )
+        return batched_logits(runner, images)
 
 
-@contextlib.contextmanager
-def _ort_failures(what: str | os.PathLike) -> Iterator[None]:
-    try:
-        yield
-    except _ort_errors() as exc:
-        raise InputFileError(f"{what}: ONNX Runtime cannot run it ({str(exc).splitlines()[0]})") from exc
-
-
-def _ort_errors() -> tuple[type[Exception], ...]:
-    """ONNX Runtime's load and run errors (they derive from Exception only)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented")
-    return tuple(getattr(state, name) for name in names if hasattr(state, name))
+def batched_logits(runner: Runner, images: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """An opened runner's logits on ``images`` in calls of at most ``batch`` images (None: the
+    artifact's largest batch; 16 for an eager model, which has none)."""
+    facts = runner.facts
+    batch = batch or facts.max_batch or 16
+    return np.concatenate(
+        [
+            runner.infer({facts.input_name: images[i : i + batch]})[facts.output_name]
+            for i in range(0, len(images), batch)
+        ]
+    )
 
 
 def polygraphy_run(outputs: str | os.PathLike, inputs: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

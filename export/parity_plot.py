@@ -10,14 +10,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from core.files import atomic_output
+from core.scores import sigmoid
 
 from .parity import ParityReport
 
 
 def plot_parity(reference: np.ndarray, candidate: np.ndarray, report: ParityReport, path: str | os.PathLike) -> Path:
     """Scatter of |Δp| vs reference p (log scale), with the prob_abs limit and the decision threshold."""
-    p_ref = 1.0 / (1.0 + np.exp(-np.asarray(reference, dtype=np.float64)))
-    p_cand = 1.0 / (1.0 + np.exp(-np.asarray(candidate, dtype=np.float64)))
+    p_ref, p_cand = sigmoid(reference), sigmoid(candidate)
     delta = np.abs(p_cand - p_ref).ravel()
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     FigureCanvasAgg(figure)

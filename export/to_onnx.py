@@ -24,19 +24,24 @@ import torch
 
 from core import cli
 from core.errors import ConfigError, ExportError
+from core.facts import PRECISIONS as FACT_PRECISIONS
+from core.manifest import manifest_path, write_manifest
 from models.checkpoint import load_model
 from models.classifier import MaskedGATClassifier
+from models.evaluation import eager_logits
+from runtime.backends import make_runner
 
-from .metadata import artifact_facts, manifest_path, set_metadata, write_manifest
+from .metadata import artifact_facts, write_metadata
 from .onnx_checks import check_model, find_mask_constant
-from .parity import GateError, ParityReport, add_tolerance_option, compare, parse_tolerances, tolerances
-from .parity_inputs import eager_logits, onnx_session, random_inputs, session_logits
+from .parity import GATE_DEVICE, GateError, ParityReport, add_tolerance_option, compare, parse_tolerances, tolerances
+from .parity_inputs import batched_logits, random_inputs
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 DEFAULT_MAX_BATCH = 32
-PRECISIONS = ("fp32", "fp16")
+# The precisions exported directly; the INT8 graph is made from the FP32 one by calibration.quantize.
+PRECISIONS = tuple(p for p in FACT_PRECISIONS if p != "int8")
 _PROTOBUF_LIMIT = 2 * 1024**3
 
 
@@ -109,29 +114,29 @@ def export_onnx(
         graph = check_model(graph)
         find_mask_constant(graph, model.mask.cpu().numpy(), model.config.mask_mode)
         facts = artifact_facts(model, checkpoint, precision=precision, opset=opset, max_batch=max_batch)
-        set_metadata(graph, facts)
+        write_metadata(graph, facts)
         if graph.ByteSize() > _PROTOBUF_LIMIT and not external_data:
             raise ExportError("the graph exceeds protobuf's 2 GB limit; pass --external-data")
         onnx.save(graph, str(staged), save_as_external_data=external_data, location=output.name + ".data")
 
         inputs = random_inputs(model.config, parity_samples)
         reference = eager_logits(model, inputs.images)
-        session = onnx_session(staged)
         # The whole set at the largest batch, then one image alone: both ends of the batch range.
-        full_report, single_report = (
-            compare(
-                reference[:count],
-                session_logits(session, inputs.images[:count], batch),
-                precision=precision,
-                threshold=model.config.decision_threshold,
-                limits=limits,
+        with make_runner(staged, device=GATE_DEVICE) as runner:
+            full_report, single_report = (
+                compare(
+                    reference[:count],
+                    batched_logits(runner, inputs.images[:count], batch),
+                    precision=precision,
+                    threshold=model.config.decision_threshold,
+                    limits=limits,
+                )
+                for count, batch in ((len(reference), max_batch), (1, 1))
             )
-            for count, batch in ((len(reference), max_batch), (1, 1))
-        )
         for report in (full_report, single_report):
             if not report.passed:
                 raise GateError(f"{output.name} was not written: it fails the {precision} parity gate", report)
-        write_manifest(staged, {**facts, "parity": full_report.to_dict()}, force=True)
+        write_manifest(staged, facts, parity=full_report.to_dict(), force=True)
         targets = _artifact_files(output)
         if not force and any(path.exists() for path in targets):
             raise ConfigError(f"{output} appeared while exporting; pass --force to replace it")

@@ -16,6 +16,7 @@ import torch
 
 from core.config import ModelConfig
 from core.errors import CheckpointError, ConfigError, DeployError
+from core.facts import ServingFacts
 from core.files import atomic_output
 
 from .classifier import MaskedGATClassifier, build_model
@@ -40,6 +41,11 @@ class Checkpoint:
     class_names: tuple[str, ...]
     state_dict: Mapping[str, Any]
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def serving_facts(self) -> ServingFacts:
+        """What serving this checkpoint depends on, read without building the model."""
+        return ServingFacts.of_model(self.config, self.class_names, self.state_dict[MASK_KEY].numpy())
 
 
 def save_checkpoint(

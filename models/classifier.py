@@ -12,6 +12,7 @@ from torch import nn
 
 from core.config import ModelConfig, validate_class_names
 from core.errors import ClassNamesMismatchError, ConfigError
+from core.facts import ServingFacts
 
 from .backbones import build_backbone
 from .correlation import CorrelationMask
@@ -84,6 +85,11 @@ class MaskedGATClassifier(nn.Module):
     def mask(self) -> torch.Tensor:
         """The [N, N] bool co-occurrence mask buffer."""
         return self.head.gat.mask
+
+    @property
+    def serving_facts(self) -> ServingFacts:
+        """What serving this model depends on (class order, config, mask), as artifacts record it."""
+        return ServingFacts.of_model(self.config, self.class_names, self.mask.cpu().numpy())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Maps normalised images [B, 3, S, S] to logits [B, N]; sigmoid gives probabilities."""

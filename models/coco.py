@@ -6,10 +6,11 @@ skipped (as ML-GCN does) and counted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,8 @@ import numpy as np
 
 from core.config import validate_class_names
 from core.errors import AnnotationError, ConfigError
+
+from .class_names import permutation
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +113,25 @@ def read_coco_labels(path: str | os.PathLike, class_order: ClassOrder) -> CocoLa
         file_names=tuple(images[i] for i in image_ids),
         labels=labels,
         skipped_images=skipped,
+    )
+
+
+def read_labels_in_order(path: str | os.PathLike, class_names: Sequence[str]) -> CocoLabels:
+    """A COCO file's labels with their columns in ``class_names`` order (a model's), mapped by name.
+
+    Raises:
+        AnnotationError: As :func:`read_coco_labels`.
+        ClassNamesMismatchError: The file's categories are another class set than ``class_names``.
+    """
+    labels = read_coco_labels(path, "alphabetical")  # either order: columns are mapped by name next
+    order = permutation(labels.class_names, class_names, f"{path} categories")
+    if order is None:
+        return labels
+    return dataclasses.replace(
+        labels,
+        class_names=tuple(class_names),
+        category_ids=tuple(labels.category_ids[i] for i in order),
+        labels=labels.labels[:, order],
     )
 
 

@@ -19,8 +19,7 @@ from torch.utils.data import Dataset, default_collate
 from core.errors import AnnotationError, InputFileError
 from core.preprocessing import load_rgb
 
-from .class_names import permutation
-from .coco import ClassOrder, read_coco_labels
+from .coco import ClassOrder, read_coco_labels, read_labels_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +50,12 @@ class CocoMultiLabel(Dataset):
         class_names: Sequence[str] | None = None,
         class_order: ClassOrder = "alphabetical",
     ) -> None:
-        labels = read_coco_labels(annotations, class_order)
+        if class_names is None:
+            labels = read_coco_labels(annotations, class_order)
+        else:
+            labels = read_labels_in_order(annotations, class_names)
         targets = labels.labels
         self.class_names = labels.class_names
-        if class_names is not None:
-            order = permutation(labels.class_names, class_names, f"{annotations} categories")
-            if order is not None:
-                targets = targets[:, order]
-            self.class_names = tuple(class_names)
         self.files = [Path(images) / name for name in labels.file_names]
         missing = [path for path in self.files if not path.is_file()]
         if missing:

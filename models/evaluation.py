@@ -1,8 +1,8 @@
-"""Scoring a model on a COCO-format split: predictions over a dataset and the ML-GCN metric report."""
+"""Scoring a model: its logits on preprocessed images, predictions over a COCO-format split, and the
+ML-GCN metric report."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.errors import InputFileError
-from core.files import atomic_output
+from core.files import write_json
 
 from .classifier import MaskedGATClassifier
 from .dataset import CocoMultiLabel, collate_readable
@@ -64,6 +64,15 @@ def predict(model: MaskedGATClassifier, dataset: CocoMultiLabel, batch_size: int
     return Predictions(np.concatenate(probabilities), np.concatenate(targets), read, len(dataset) - len(read))
 
 
+@torch.inference_mode()
+def eager_logits(model: MaskedGATClassifier, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """The eager FP32 model's logits on preprocessed ``images`` [B, 3, S, S], in batches of ``batch``."""
+    model = model.eval().float()
+    return np.concatenate(
+        [model(torch.from_numpy(images[i : i + batch])).numpy() for i in range(0, len(images), batch)]
+    )
+
+
 def evaluate_model(
     model: MaskedGATClassifier, dataset: CocoMultiLabel, threshold: float | None = None, batch_size: int = 64
 ) -> MetricReport:
@@ -91,7 +100,5 @@ def evaluate_checkpoint(
     dataset = CocoMultiLabel(images, annotations, EvalTransform(model.config), class_names=model.class_names)
     report = evaluate_model(model, dataset, threshold, batch_size)
     if output is not None:
-        document = {"checkpoint": str(checkpoint), "annotations": str(annotations), **report.to_dict()}
-        with atomic_output(output) as handle:
-            handle.write(json.dumps(document, indent=2).encode())
+        write_json(output, {"checkpoint": str(checkpoint), "annotations": str(annotations), **report.to_dict()})
     return report

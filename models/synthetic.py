@@ -13,7 +13,6 @@ Layout written::
 from __future__ import annotations
 
 import colorsys
-import json
 import logging
 import math
 import os
@@ -28,7 +27,9 @@ from tqdm import tqdm
 
 from core import cli
 from core.errors import ConfigError
-from core.files import new_folder_mode
+from core.files import new_folder_mode, write_json
+
+from .splits import SPLITS, split_annotations, split_images
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def generate(spec: SyntheticSpec, output: str | os.PathLike, *, force: bool = Fa
         raise ConfigError(f"cannot write the dataset next to {output}: {exc.strerror}") from exc
     try:
         # One random stream per split: the validation images do not change with --train.
-        for stream, (split, count) in enumerate((("train", spec.train), ("val", spec.val))):
+        for stream, (split, count) in enumerate(zip(SPLITS, (spec.train, spec.val), strict=True)):
             _write_split(staging, split, count, spec, np.random.default_rng([spec.seed, stream]))
         if output.exists():
             shutil.rmtree(output)
@@ -126,7 +127,7 @@ def generate(spec: SyntheticSpec, output: str | os.PathLike, *, force: bool = Fa
 
 
 def _write_split(root: Path, split: str, count: int, spec: SyntheticSpec, rng: np.random.Generator) -> None:
-    folder = root / split
+    folder = split_images(root, split)
     folder.mkdir()
     names = SHAPES[: spec.num_classes]
     images, annotations = [], []
@@ -149,7 +150,7 @@ def _write_split(root: Path, split: str, count: int, spec: SyntheticSpec, rng: n
             )
     categories = [{"id": _CATEGORY_IDS[SHAPES.index(n)], "name": n, "supercategory": "shape"} for n in names]
     data = {"images": images, "annotations": annotations, "categories": categories}
-    (root / f"instances_{split}.json").write_text(json.dumps(data))
+    write_json(split_annotations(root, split), data, indent=None)
 
 
 def _sample_labels(names: tuple[str, ...], rng: np.random.Generator) -> list[str]:

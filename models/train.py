@@ -11,73 +11,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from core import cli
-from core.config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode, ModelConfig
+from core.config import BACKBONES, DEFAULT_MASK_THRESHOLD, MASK_MODES
 
 from .checkpoint import load_model
-from .classifier import MaskedGATClassifier, build_model
-from .coco import CLASS_ORDERS, ClassOrder
-from .correlation_sources import read_mask_source
-from .dataset import CocoMultiLabel
+from .coco import CLASS_ORDERS
 from .devices import torch_device
-from .training import LAST, OPTIMIZERS, SCHEDULES, SGD_MOMENTUM, TrainConfig, TrainResult, prepare_output, train
-from .transforms import EvalTransform, train_transform
+from .splits import Splits
+from .training import LAST, OPTIMIZERS, SCHEDULES, SGD_MOMENTUM, TrainConfig, new_model, prepare_output, train_splits
 
 _MODEL_FLAGS = ("backbone", "image_size", "mask", "class_order", "mask_threshold", "mode", "no_gat", "backbone_weights")
 
 
-def _split_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Path]:
+def _splits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Splits:
     explicit = {k: getattr(args, k) for k in ("train_images", "train_annotations", "val_images", "val_annotations")}
     if args.data is not None:
         if any(v is not None for v in explicit.values()):
             parser.error("--data names all four paths; it cannot be combined with --train-*/--val-* flags")
-        return {
-            "train_images": args.data / "train",
-            "train_annotations": args.data / "instances_train.json",
-            "val_images": args.data / "val",
-            "val_annotations": args.data / "instances_val.json",
-        }
+        return Splits.in_folder(args.data)
     missing = [f"--{k.replace('_', '-')}" for k, v in explicit.items() if v is None]
     if missing:
         parser.error(f"name the data with --data DIR, or give {', '.join(missing)}")
-    return explicit
-
-
-def new_model(
-    train_annotations: Path,
-    *,
-    backbone: str = "resnet101",
-    image_size: int = 448,
-    backbone_weights: Path | None = None,
-    mask: Path | None = None,
-    class_order: ClassOrder | None = None,
-    mask_threshold: float | None = None,
-    mode: MaskMode | None = None,
-    use_gat: bool = True,
-    seed: int = 0,
-) -> MaskedGATClassifier:
-    """A new classifier, initialised under ``seed``, in training mode.
-
-    The mask is ``mask`` (its threshold and mode unless overridden) or, without it, counted from
-    ``train_annotations`` in ``class_order`` (default alphabetical), P(j|i) > 0.1, softmax mode.
-
-    Raises:
-        ConfigError: ``class_order`` is given together with a mask file, or a value is invalid.
-    """
-    source, order = (mask, class_order) if mask is not None else (train_annotations, class_order or "alphabetical")
-    graph = read_mask_source(source, class_order=order, threshold=mask_threshold, mode=mode)
-    config = ModelConfig(
-        num_classes=len(graph.class_names),
-        backbone=backbone,
-        image_size=image_size,
-        mask_mode=graph.mode,
-        mask_threshold=graph.threshold,
-        use_gat=use_gat,
-    )
-    torch.manual_seed(seed)
-    return build_model(config, graph.class_names, graph, backbone_weights).train()
+    return Splits(**explicit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
     opt.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1)")
     args = parser.parse_args(argv)
-    paths = _split_paths(args, parser)
+    splits = _splits(args, parser)
     given = [f"--{k.replace('_', '-')}" for k in _MODEL_FLAGS if getattr(args, k) not in (None, False)]
     if (args.checkpoint is not None or args.resume) and given:
         parser.error(f"{', '.join(given)} describe a new model; drop them with --checkpoint or --resume")
@@ -145,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             model = load_model(args.output / LAST if args.resume else args.checkpoint).train()
         else:
             model = new_model(
-                paths["train_annotations"],
+                splits.train_annotations,
                 backbone=args.backbone or "resnet101",
                 image_size=448 if args.image_size is None else args.image_size,
                 backbone_weights=args.backbone_weights,
@@ -156,24 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                 use_gat=not args.no_gat,
                 seed=config.seed,
             )
-        result = run(model.to(torch_device(args.device)), paths, config, args.output, resume=args.resume)
+        result = train_splits(model.to(torch_device(args.device)), splits, config, args.output, resume=args.resume)
         print(result.report.table())
         print(f"best val mAP {100 * result.best_map:.2f}: {result.best}")
 
     return cli.run(body, verbose=args.verbose)
-
-
-def run(
-    model: MaskedGATClassifier, paths: dict[str, Path], config: TrainConfig, output: Path, *, resume: bool = False
-) -> TrainResult:
-    """Builds the two splits for ``model`` and trains it."""
-    train_set = CocoMultiLabel(
-        paths["train_images"], paths["train_annotations"], train_transform(model.config), class_names=model.class_names
-    )
-    val_set = CocoMultiLabel(
-        paths["val_images"], paths["val_annotations"], EvalTransform(model.config), class_names=model.class_names
-    )
-    return train(model, train_set, val_set, config, output, resume=resume)
 
 
 if __name__ == "__main__":

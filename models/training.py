@@ -7,7 +7,6 @@ continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,14 +20,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from core.config import MaskMode, ModelConfig
 from core.errors import CheckpointError, ConfigError
-from core.files import atomic_output
+from core.files import write_json
 
 from .checkpoint import read_checkpoint, save_checkpoint
-from .classifier import MaskedGATClassifier
+from .classifier import MaskedGATClassifier, build_model
+from .coco import ClassOrder
+from .correlation_sources import read_mask_source
 from .dataset import CocoMultiLabel, collate_readable
 from .evaluation import evaluate_model
 from .metrics import MetricReport
+from .splits import Splits
+from .transforms import EvalTransform, train_transform
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +201,7 @@ def train(
                 model, output / BEST, extra={"training": {k: v for k, v in state.items() if k != "optimizer"}}
             )
         save_checkpoint(model, output / LAST, extra={"training": state})
-        with atomic_output(output / HISTORY) as handle:
-            handle.write(json.dumps(history, indent=2).encode())
+        write_json(output / HISTORY, history)
         logger.info(
             "epoch %d/%d: loss %.4f, val mAP %.2f (best %.2f), OF1 %.2f, %.0f s",
             epoch + 1,
@@ -215,6 +218,55 @@ def train(
             "--checkpoint in a new folder (or, for a step-schedule run, resume with more --epochs)"
         )
     return TrainResult(output / BEST, output / LAST, best_map, history, report)
+
+
+def new_model(
+    train_annotations: Path,
+    *,
+    backbone: str = "resnet101",
+    image_size: int = 448,
+    backbone_weights: Path | None = None,
+    mask: Path | None = None,
+    class_order: ClassOrder | None = None,
+    mask_threshold: float | None = None,
+    mode: MaskMode | None = None,
+    use_gat: bool = True,
+    seed: int = 0,
+) -> MaskedGATClassifier:
+    """A new classifier, initialised under ``seed``, in training mode.
+
+    The mask is ``mask`` (its threshold and mode unless overridden) or, without it, counted from
+    ``train_annotations`` in ``class_order`` (default alphabetical), P(j|i) > 0.1, softmax mode.
+
+    Raises:
+        ConfigError: ``class_order`` is given together with a mask file, or a value is invalid.
+    """
+    source, order = (mask, class_order) if mask is not None else (train_annotations, class_order or "alphabetical")
+    graph = read_mask_source(source, class_order=order, threshold=mask_threshold, mode=mode)
+    config = ModelConfig(
+        num_classes=len(graph.class_names),
+        backbone=backbone,
+        image_size=image_size,
+        mask_mode=graph.mode,
+        mask_threshold=graph.threshold,
+        use_gat=use_gat,
+    )
+    torch.manual_seed(seed)
+    return build_model(config, graph.class_names, graph, backbone_weights).train()
+
+
+def train_splits(
+    model: MaskedGATClassifier, splits: Splits, config: TrainConfig, output: str | os.PathLike, *, resume: bool = False
+) -> TrainResult:
+    """Trains ``model`` on ``splits`` (training augmentation, evaluation transform on validation);
+    see :func:`train`."""
+    train_set = CocoMultiLabel(
+        splits.train_images, splits.train_annotations, train_transform(model.config), class_names=model.class_names
+    )
+    val_set = CocoMultiLabel(
+        splits.val_images, splits.val_annotations, EvalTransform(model.config), class_names=model.class_names
+    )
+    return train(model, train_set, val_set, config, output, resume=resume)
 
 
 def prepare_output(output: str | os.PathLike, resume: bool) -> Path:

@@ -9,7 +9,6 @@ few held-out images through ``runtime.Predictor`` → benchmark of every backend
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -22,10 +21,13 @@ import numpy as np
 
 from core import cli
 from core.errors import ConfigError, DeployError, InputFileError, MissingDependencyError, ParityError
-from core.files import atomic_output, sha256_file
+from core.files import sha256_file, write_json, write_text
+from core.manifest import read_manifest
+from export.parity import ParityReport
 from models.checkpoint import MASK_KEY, load_model, read_checkpoint
-from models.coco import read_coco_labels
+from models.coco import read_labels_in_order
 from models.correlation import CorrelationMask
+from models.splits import Splits
 from models.synthetic import SyntheticSpec, generate
 from models.training import LAST, TrainConfig, config_record
 
@@ -49,7 +51,7 @@ class DemoRun:
     output: Path
     steps: list[tuple[str, str, float]] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
-    parity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parity: dict[str, ParityReport] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -90,16 +92,16 @@ def run_demo(output: Path = DEFAULT_OUTPUT, *, epochs: int = DEFAULT_EPOCHS) -> 
         run.step(f"{precision.upper()} graph and engine", lambda p=precision: _typed_and_engine(run, data, p))
     run.step("parity on the held-out split", lambda: _parity(run, checkpoint, data, reports))
     run.step("predictions", lambda: _predict(run, data, reports))
-    run.step("benchmark", lambda: _benchmark(run, reports))
+    run.step("benchmark", lambda: _benchmark(run, data, reports))
     write_summary(run, output / "summary.md")
-    failed = [*run.failed, *(name for name, report in run.parity.items() if not report["passed"])]
+    failed = [*run.failed, *(name for name, report in run.parity.items() if not report.passed)]
     if failed:
         raise ParityError(f"{', '.join(failed)} failed the parity gate; see {output / 'summary.md'}")
     return run
 
 
 def _dataset(data: Path) -> str:
-    if (data / "instances_train.json").is_file() and (data / "instances_val.json").is_file():
+    if Splits.in_folder(data).annotated():
         return "reused"
     generate(SyntheticSpec(), data, force=data.exists())
     return "generated 1,600 train / 400 val images"
@@ -109,7 +111,7 @@ def _mask(data: Path, output: Path) -> str:
     from models.correlation_sources import read_mask_source
     from models.mask_plot import plot_mask
 
-    path, train = output / "mask.npz", data / "instances_train.json"
+    path, train = output / "mask.npz", Splits.in_folder(data).train_annotations
     try:
         if CorrelationMask.load(path).correlation.source_sha256 == sha256_file(train):
             return "reused"
@@ -122,8 +124,7 @@ def _mask(data: Path, output: Path) -> str:
 
 
 def _train(data: Path, output: Path, epochs: int) -> str:
-    from models.train import new_model
-    from models.train import run as train_run
+    from models.training import new_model, train_splits
 
     config = TrainConfig(epochs=epochs, **RECIPE)
     folder = output / "run"
@@ -142,63 +143,62 @@ def _train(data: Path, output: Path, epochs: int) -> str:
         else:  # the demo's own run, made with other settings or another mask: stale
             logger.warning("%s was trained with other settings or another mask; training again", folder)
             shutil.rmtree(folder)
-    paths = {
-        "train_images": data / "train",
-        "train_annotations": data / "instances_train.json",
-        "val_images": data / "val",
-        "val_annotations": data / "instances_val.json",
-    }
+    splits = Splits.in_folder(data)
     if resume:
         model = load_model(folder / LAST).train()
     else:
         model = new_model(
-            paths["train_annotations"], backbone=BACKBONE, image_size=IMAGE_SIZE, mask=output / "mask.npz", seed=0
+            splits.train_annotations, backbone=BACKBONE, image_size=IMAGE_SIZE, mask=output / "mask.npz", seed=0
         )
-    result = train_run(model, paths, config, folder, resume=resume)
+    result = train_splits(model, splits, config, folder, resume=resume)
     return f"{'resumed' if resume else 'trained'} {epochs} epochs, val mAP {100 * result.best_map:.2f}"
 
 
 def _evaluate(run: DemoRun, checkpoint: Path, data: Path, reports: Path) -> str:
     from models.evaluation import evaluate_checkpoint
 
+    splits = Splits.in_folder(data)
     report = evaluate_checkpoint(
-        checkpoint, data / "instances_val.json", data / "val", output=reports / "val_metrics.json"
+        checkpoint, splits.val_annotations, splits.val_images, output=reports / "val_metrics.json"
     )
     run.metrics = report.to_dict()
     return f"val mAP {100 * report.mAP:.2f}"
 
 
 def _export(checkpoint: Path, graph: Path) -> str:
+    from export.metadata import read_graph
     from export.to_onnx import export_onnx
-    from export.typed_graph import read_graph
-    from runtime.manifest import manifest_path
 
-    if graph.is_file():
-        try:
-            _, facts = read_graph(graph)
-            manifest = json.loads(manifest_path(graph).read_text())
-            if (
-                facts.get("source_checkpoint_sha256") == sha256_file(checkpoint)
-                and manifest.get("artifact_sha256") == sha256_file(graph)
-                and manifest["parity"]["passed"]
-            ):
-                return "reused"
-        except (InputFileError, OSError, ValueError, KeyError, TypeError):
-            pass  # unreadable or incomplete: export again
+    try:
+        _, facts = read_graph(graph, weights=False)
+        manifest = read_manifest(graph)
+        if (
+            facts.source_checkpoint_sha256 == sha256_file(checkpoint)
+            and manifest.describes(graph)
+            and manifest.gate_passed()
+        ):
+            return "reused"
+    except InputFileError:
+        pass  # missing, unreadable or incomplete: export again
     result = export_onnx(checkpoint, graph, force=True)
     return f"exported, gate passed (max rel. logit error {result.parity.figures['logits_max_rel']:.1e})"
 
 
 def _typed_and_engine(run: DemoRun, data: Path, precision: str) -> str:
+    from calibration.int8_graph import Calibration, int8_graph
     from export.build_engine import build_engine
-    from export.typed_graph import Calibration, typed_graph
+    from export.typed_graph import typed_graph
     from runtime.plan_rules import check_plan
     from runtime.tensorrt_env import this_machine
 
     source, plan = run.artifacts["onnx-fp32"], run.output / f"model.{precision}.plan"
-    calibration = Calibration(data / "train", data / "instances_train.json") if precision == "int8" else None
     try:
-        graph = typed_graph(source, precision, plan, calibration=calibration, force=True)
+        if precision == "int8":
+            splits = Splits.in_folder(data)
+            calibration = Calibration(splits.train_images, splits.train_annotations)
+            graph = int8_graph(source, plan, calibration, force=True)
+        else:
+            graph = typed_graph(source, precision, plan, force=True)
     except DeployError as exc:  # nothing was written; the summary shows why
         run.failed[f"onnx-{precision}"] = str(exc)
         return f"failed: {exc}"
@@ -216,7 +216,7 @@ def _typed_and_engine(run: DemoRun, data: Path, precision: str) -> str:
     except DeployError:
         pass
     try:
-        build_engine(source, plan, precision=precision, calibration=calibration, force=True)
+        build_engine(graph, plan, precision=precision, force=True)
     except DeployError as exc:
         run.failed[f"tensorrt-{precision}"] = str(exc)
         return f"{outcome}; engine build failed: {exc}"
@@ -225,21 +225,21 @@ def _typed_and_engine(run: DemoRun, data: Path, precision: str) -> str:
 
 
 def _parity(run: DemoRun, checkpoint: Path, data: Path, reports: Path) -> str:
-    from export.check_parity import check_parity
+    from export.artifact_parity import check_parity
     from export.parity_inputs import coco_inputs
     from export.parity_plot import plot_parity
 
     model = load_model(checkpoint)
-    inputs = coco_inputs(model, data / "instances_val.json", data / "val")
+    splits = Splits.in_folder(data)
+    inputs = coco_inputs(model, splits.val_annotations, splits.val_images)
     for name, artifact in run.artifacts.items():
         if name == "torch":
             continue
         report, reference, logits = check_parity(model, artifact, inputs=inputs)
-        run.parity[name] = report.to_dict()
-        with atomic_output(reports / f"parity_{name}.json") as handle:
-            handle.write(json.dumps({"candidate": str(artifact), **report.to_dict()}, indent=2).encode())
+        run.parity[name] = report
+        write_json(reports / f"parity_{name}.json", {"candidate": str(artifact), **report.to_dict()})
         plot_parity(reference, logits, report, reports / f"parity_{name}.png")
-    passed = sum(report["passed"] for report in run.parity.values())
+    passed = sum(report.passed for report in run.parity.values())
     return f"{passed} of {len(run.parity)} artifacts pass their gates on {len(inputs.images)} images"
 
 
@@ -247,48 +247,42 @@ def _predict(run: DemoRun, data: Path, reports: Path) -> str:
     from core.preprocessing import image_files
     from runtime import Predictor
 
-    passed = [name for name in ("tensorrt-fp16", "onnx-fp32") if run.parity.get(name, {}).get("passed")]
+    passed = [name for name in ("tensorrt-fp16", "onnx-fp32") if name in run.parity and run.parity[name].passed]
     artifact = run.artifacts[passed[0]] if passed else run.artifacts["torch"]
-    files = image_files(data / "val")[:PREDICTED_IMAGES]
-    truth = _val_labels(data)
+    splits = Splits.in_folder(data)
+    files = image_files(splits.val_images)[:PREDICTED_IMAGES]
     with Predictor(artifact) as predictor:
         results = predictor.predict([str(f) for f in files], top_k=3)
+        labels = read_labels_in_order(splits.val_annotations, predictor.class_names)
+        truth = {
+            name: [labels.class_names[j] for j in np.flatnonzero(row)]
+            for name, row in zip(labels.file_names, labels.labels, strict=True)
+        }
         run.predictions = [
             {**r.to_dict(predictor.class_names), "truth": truth.get(Path(r.source).name, [])} for r in results
         ]
-    with atomic_output(reports / "predictions.json") as handle:
-        handle.write(json.dumps({"artifact": str(artifact), "results": run.predictions}, indent=2).encode())
+    write_json(reports / "predictions.json", {"artifact": str(artifact), "results": run.predictions})
     return f"{len(results)} held-out images through {artifact.name}"
 
 
-def _val_labels(data: Path) -> dict[str, list[str]]:
-    labels = read_coco_labels(data / "instances_val.json", "alphabetical")
-    return {
-        name: [labels.class_names[j] for j in np.flatnonzero(row)]
-        for name, row in zip(labels.file_names, labels.labels, strict=True)
-    }
-
-
-def _benchmark(run: DemoRun, reports: Path) -> str:
+def _benchmark(run: DemoRun, data: Path, reports: Path) -> str:
     from core.preprocessing import image_files
-    from runtime.benchmark import markdown, open_candidates, report, run_benchmark
+    from runtime.benchmark import benchmark, markdown
 
-    artifacts = list(run.artifacts.values())
-    candidates, predictors = open_candidates(
-        artifacts, backend="auto", device="auto", torch_fp16=False, bare_onnxruntime=False, files=True
+    files = image_files(Splits.in_folder(data).val_images)[:16]
+    run.benchmark = benchmark(
+        list(run.artifacts.values()),
+        BENCHMARK_BATCHES,
+        include_preprocessing=True,
+        images=files,
+        warmup=2,
+        iterations=5,
+        rounds=2,
     )
-    try:
-        files = image_files(run.output / "data" / "val")[:16]
-        run_benchmark(candidates, BENCHMARK_BATCHES, files=files, warmup=2, iterations=5, rounds=2)
-    finally:
-        for predictor in predictors:
-            predictor.close()
-    run.benchmark = report(candidates, BENCHMARK_BATCHES, {"batch_sizes": list(BENCHMARK_BATCHES)})
-    with atomic_output(reports / "benchmark.json") as handle:
-        handle.write(json.dumps(run.benchmark, indent=2).encode())
-    with atomic_output(reports / "benchmark.md") as handle:
-        handle.write(markdown(run.benchmark).encode())
-    return f"{len(candidates)} candidates at batch {', '.join(map(str, BENCHMARK_BATCHES))}"
+    write_json(reports / "benchmark.json", run.benchmark)
+    write_text(reports / "benchmark.md", markdown(run.benchmark))
+    rows = {(row["artifact"], row["input"]) for row in run.benchmark["rows"]}
+    return f"{len(rows)} candidates at batch {', '.join(map(str, BENCHMARK_BATCHES))}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.files import atomic_output
+from core.files import write_text
 
 if TYPE_CHECKING:
     from .demo import DemoRun
@@ -38,7 +38,7 @@ def artifact_rows(run: DemoRun) -> list[str]:
             cells = ["fp32", f"{reference_map:.2f}", "reference", "–", "–", "–", "–"]
         else:
             report = run.parity[name]
-            figures = report["figures"]
+            figures = report.figures
             cells = [
                 precision,
                 f"{figures.get('map_candidate', float('nan')):.2f}",
@@ -46,7 +46,7 @@ def artifact_rows(run: DemoRun) -> list[str]:
                 f"{figures['logits_max_rel']:.1e}",
                 f"{figures['prob_max_abs']:.1e}",
                 f"{figures['flip_rate']:.4f}",
-                "PASS" if report["passed"] else "FAIL",
+                "PASS" if report.passed else "FAIL",
             ]
         rows.append(
             "| " + " | ".join([_BACKEND[backend], *cells[:1], f"`{artifact.name}`", *cells[1:], *speeds]) + " |"
@@ -101,6 +101,5 @@ def write_summary(run: DemoRun, path: Path) -> Path:
         "- `reports/predictions.json`, `reports/benchmark.json`, `reports/benchmark.md`",
         "",
     ]
-    with atomic_output(path) as handle:
-        handle.write("\n".join(lines).encode())
+    write_text(path, "\n".join(lines))
     return path

@@ -1,20 +1,26 @@
-"""Which runner serves an artifact: TensorRT for ``.plan``, ONNX Runtime for ``.onnx``, torch for ``.pt``."""
+"""Which runner serves an artifact: TensorRT for ``.plan``, ONNX Runtime for ``.onnx``, torch for ``.pt``.
+
+A runner is a context manager (:class:`Runner`); its ``facts`` and resolved ``device`` are set
+once it is entered, from the artifact's own facts.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from core.errors import ConfigError
+from core.facts import ServingFacts
 
-from .artifact import ServingFacts, backend_for
+BACKEND_BY_SUFFIX = {".plan": "tensorrt", ".engine": "tensorrt", ".onnx": "onnxruntime", ".pt": "torch"}
+BACKENDS = ("tensorrt", "onnxruntime", "torch")
 
 
 class Runner(Protocol):
-    """A context manager that runs one artifact; ``facts`` and the resolved ``device`` are set once
-    it is entered."""
+    """What :func:`make_runner` returns: enter it, then ``infer`` feeds of preprocessed batches."""
 
     name: str
     device: str
@@ -27,7 +33,34 @@ class Runner(Protocol):
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-def make_runner(artifact: str | os.PathLike, backend: str = "auto", *, device: str = "auto", fp16: bool = False):
+def backend_for(artifact: str | os.PathLike, backend: str) -> str:
+    """The backend that runs ``artifact``: its suffix decides under ``"auto"``; a forced one must fit.
+
+    Raises:
+        ConfigError: The backend is unknown, or cannot run this kind of file.
+    """
+    suffix = Path(artifact).suffix.lower()
+    natural = BACKEND_BY_SUFFIX.get(suffix)
+    if backend == "auto":
+        if natural is None:
+            raise ConfigError(
+                f"{artifact}: cannot tell its backend from the suffix {suffix!r}; serve a .plan (TensorRT), "
+                ".onnx (ONNX Runtime) or .pt (torch), or name the backend"
+            )
+        return natural
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+    if natural is not None and natural != backend:
+        raise ConfigError(
+            f"the {backend} backend cannot run {artifact} (a {suffix} file runs on {natural}); "
+            "export the artifact that backend runs, or use backend='auto'"
+        )
+    return backend
+
+
+def make_runner(
+    artifact: str | os.PathLike, backend: str = "auto", *, device: str = "auto", fp16: bool = False
+) -> Runner:
     """The (unopened) runner of ``artifact``.
 
     Args:
@@ -39,7 +72,7 @@ def make_runner(artifact: str | os.PathLike, backend: str = "auto", *, device: s
     Raises:
         ConfigError: The backend cannot run the artifact, or ``fp16`` is asked of a non-torch backend.
     """
-    chosen = backend_for(str(artifact), backend)
+    chosen = backend_for(artifact, backend)
     if fp16 and chosen != "torch":
         raise ConfigError(
             f"fp16 autocast is a torch-backend option; a {chosen} artifact's precision is in the file "

@@ -1,18 +1,17 @@
-"""``python -m runtime.benchmark ARTIFACT...``: latency and throughput, backends side by side.
+"""Latency and throughput of artifacts, backends side by side (``python -m runtime benchmark``).
 
 Every artifact is opened through :class:`~runtime.Predictor`: "arrays" rows time its backend on a
 preprocessed batch (``Predictor.logits``), "JPEG files" rows the whole ``Predictor.predict`` path from
-files (decode, preprocess, infer, results). With
-``--bare-onnxruntime`` each ``.onnx`` also runs in a plain ``InferenceSession`` with default
-options, the floor the backend is held to. Calls are timed in interleaved rounds (A, B, C, A, B, C,
-…) after a warm-up, so drift of the machine hits every candidate alike and ratios are measured side
-by side. ``--include-preprocessing`` adds rows fed JPEG files instead of preprocessed arrays.
+files (decode, preprocess, infer, results). With ``bare_onnxruntime`` each ``.onnx`` also runs in a
+plain ``InferenceSession`` with default options, the floor the backend is held to. Calls are timed
+in interleaved rounds (A, B, C, A, B, C, …) after a warm-up, so drift of the machine hits every
+candidate alike and ratios are measured side by side. ``include_preprocessing`` adds rows fed JPEG
+files instead of preprocessed arrays.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import sys
@@ -27,12 +26,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from core import cli
 from core.errors import ConfigError
-from core.files import atomic_output
-from core.preprocessing import image_files
 
-from .artifact import BACKENDS
 from .measure import Samples, peak_memory
 from .predictor import Predictor
 from .tensorrt_env import visible_gpu
@@ -54,6 +49,76 @@ class Candidate:
     mode: str = INFERENCE
     cuda_devices: tuple[str, ...] = ()
     samples: dict[int, Samples] = field(default_factory=dict)
+
+
+def benchmark(
+    artifacts: Sequence[str | os.PathLike],
+    batch_sizes: Sequence[int] = (1, 8, 32),
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    torch_fp16: bool = False,
+    bare_onnxruntime: bool = False,
+    include_preprocessing: bool = False,
+    images: Sequence[Path] | None = None,
+    warmup: int = 2,
+    iterations: int = 5,
+    rounds: int = 3,
+) -> dict[str, Any]:
+    """Opens every artifact, times it side by side, closes it; returns :func:`report`'s result.
+
+    Args:
+        artifacts: ``.plan``, ``.onnx`` or ``.pt`` files; the first is the reference of the ratios.
+        batch_sizes: Images per call (sizes above an artifact's limit are left out for it).
+        backend, device: As :class:`~runtime.Predictor`'s, for every artifact.
+        torch_fp16: Also run each ``.pt`` with FP16 autocast (CUDA).
+        bare_onnxruntime: Also run each ``.onnx`` in a bare ``InferenceSession``.
+        include_preprocessing: Also time ``Predictor.predict`` on JPEG files.
+        images: The JPEG files for ``include_preprocessing`` (default: generated ones).
+        warmup: Untimed calls per candidate and batch size.
+        iterations: Timed calls per candidate, batch size and round.
+        rounds: Interleaved rounds.
+
+    Raises:
+        ConfigError: A count is out of range, or the artifacts take different input sizes.
+    """
+    if not batch_sizes or min(batch_sizes) < 1 or min(iterations, rounds) < 1 or warmup < 0:
+        raise ConfigError("batch sizes, iterations and rounds must be at least 1, warmup at least 0")
+    if images is not None and not include_preprocessing:
+        raise ConfigError("images are timed with include_preprocessing")
+    artifacts = [Path(a) for a in artifacts]
+    settings = {
+        "artifacts": [str(a) for a in artifacts],
+        "batch_sizes": list(batch_sizes),
+        "backend": backend,
+        "device": device,
+        "torch_fp16": torch_fp16,
+        "bare_onnxruntime": bare_onnxruntime,
+        "include_preprocessing": include_preprocessing,
+        "images": None if images is None else len(images),
+        "warmup": warmup,
+        "iterations": iterations,
+        "rounds": rounds,
+    }
+    candidates, predictors = open_candidates(
+        artifacts,
+        backend=backend,
+        device=device,
+        torch_fp16=torch_fp16,
+        bare_onnxruntime=bare_onnxruntime,
+        files=include_preprocessing,
+        batch_size=max(batch_sizes),
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
+            files: Sequence[Path] = ()
+            if include_preprocessing:
+                files = images if images is not None else synthetic_jpegs(Path(scratch), max(batch_sizes))
+            run_benchmark(candidates, batch_sizes, files=files, warmup=warmup, iterations=iterations, rounds=rounds)
+    finally:
+        for predictor in predictors:
+            predictor.close()
+    return report(candidates, batch_sizes, settings)
 
 
 def open_candidates(
@@ -266,76 +331,3 @@ def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
                     f"- {artifact} ({backend}), batch {batch}: JPEG files in / preprocessed arrays = {ratio:.3f}"
                 )
     return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m runtime.benchmark``: print the table; optionally write JSON and markdown."""
-    parser = cli.parser("python -m runtime.benchmark", "Latency and throughput of artifacts, side by side.")
-    parser.add_argument("artifacts", nargs="+", type=Path, help=".plan / .onnx / .pt files; the first is the reference")
-    parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated batch sizes")
-    parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="backend for every artifact")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (cuda:N for torch)")
-    parser.add_argument("--torch-fp16", action="store_true", help="also run each .pt with FP16 autocast (CUDA)")
-    parser.add_argument(
-        "--bare-onnxruntime", action="store_true", help="also run each .onnx in a bare InferenceSession"
-    )
-    parser.add_argument("--include-preprocessing", action="store_true", help="also time JPEG files in")
-    parser.add_argument("--images", type=Path, help="JPEG folder for --include-preprocessing (default: generated)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per candidate and batch size")
-    parser.add_argument("--iterations", type=int, default=5, help="timed calls per candidate, batch size and round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    parser.add_argument("--json", type=Path, help="write the results as JSON")
-    parser.add_argument("--markdown", type=Path, help="write the table as markdown")
-    args = parser.parse_args(argv)
-    try:
-        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    except ValueError:
-        parser.error(f"--batch-sizes takes whole numbers separated by commas, got {args.batch_sizes!r}")
-    if any(b < 1 for b in batch_sizes) or min(args.iterations, args.rounds) < 1 or args.warmup < 0:
-        parser.error("batch sizes, --iterations and --rounds must be at least 1, --warmup at least 0")
-    if args.images is not None and not args.include_preprocessing:
-        parser.error("--images is used with --include-preprocessing")
-
-    def body() -> None:
-        candidates, predictors = open_candidates(
-            args.artifacts,
-            backend=args.backend,
-            device=args.device,
-            torch_fp16=args.torch_fp16,
-            bare_onnxruntime=args.bare_onnxruntime,
-            files=args.include_preprocessing,
-            batch_size=max(batch_sizes),
-        )
-        try:
-            with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
-                files: list[Path] = []
-                if args.include_preprocessing:
-                    files = (
-                        image_files(args.images) if args.images else synthetic_jpegs(Path(scratch), max(batch_sizes))
-                    )
-                run_benchmark(
-                    candidates,
-                    batch_sizes,
-                    files=files,
-                    warmup=args.warmup,
-                    iterations=args.iterations,
-                    rounds=args.rounds,
-                )
-        finally:
-            for predictor in predictors:
-                predictor.close()
-        settings = {k: v for k, v in vars(args).items() if k not in ("json", "markdown", "verbose")}
-        settings = json.loads(json.dumps(settings, default=str))
-        result = report(candidates, batch_sizes, settings)
-        table = markdown(result)
-        print(table)
-        for path, text in ((args.json, json.dumps(result, indent=2)), (args.markdown, table)):
-            if path is not None:
-                with atomic_output(path) as handle:
-                    handle.write(text.encode())
-
-    return cli.run(body, verbose=args.verbose)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

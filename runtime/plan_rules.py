@@ -8,53 +8,50 @@ compatible with this one. Each refusal names the command that rebuilds it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 from core.errors import InputFileError, StaleArtifactError
 from core.files import sha256_file
+from core.manifest import Manifest, manifest_path, read_manifest
 
-from .manifest import manifest_path
 from .tensorrt_env import UNKNOWN_VERSION, Machine
 
 # TensorRT's AMPERE_PLUS hardware compatibility: the plan runs on compute capability 8.0 and newer.
 AMPERE = (8, 0)
-_REQUIRED = {"tensorrt_version", "gpu", "artifact_sha256", "precision", "class_names"}
 
 
-def rebuild_command(manifest: dict[str, Any], plan: Path) -> str:
+def rebuild_command(manifest: Manifest | None, plan: Path) -> str:
     """The command that rebuilds ``plan`` (the one recorded at build time when there is one)."""
-    return manifest.get("build_command") or (
-        f"python -m export.build_engine MODEL.onnx --output {plan} --precision fp16|fp32|int8"
-    )
+    if manifest is not None and manifest.facts.engine is not None:
+        return manifest.facts.engine.build_command
+    return f"python -m export.build_engine MODEL.onnx --output {plan} --precision fp16|fp32|int8"
 
 
-def read_plan_manifest(plan: str | os.PathLike) -> dict[str, Any]:
+def read_plan_manifest(plan: str | os.PathLike) -> Manifest:
     """The manifest beside ``plan``.
 
     Raises:
         StaleArtifactError: There is none (the plan cannot be checked, so it is not loaded).
-        InputFileError: It is not a readable plan manifest.
+        InputFileError: It is not a plan manifest written by ``export.build_engine``.
     """
     plan = Path(plan)
     path = manifest_path(plan)
     if not path.is_file():
         raise StaleArtifactError(
             f"{plan} has no manifest {path.name}, so its TensorRT version, GPU and source cannot be checked; "
-            f"rebuild it with {rebuild_command({}, plan)} (which writes both)"
+            f"rebuild it with {rebuild_command(None, plan)} (which writes both)"
         )
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path}: not readable JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or not set(manifest) >= _REQUIRED or not _is_capability(manifest["gpu"]):
-        raise InputFileError(f"{path}: not a plan manifest written by export.build_engine")
+        manifest = read_manifest(plan)
+    except InputFileError as exc:
+        raise InputFileError(f"{path}: not a plan manifest written by export.build_engine ({exc})") from exc
+    if manifest.facts.engine is None:
+        raise InputFileError(f"{path}: not a plan manifest written by export.build_engine (it records no build)")
     return manifest
 
 
-def check_plan(plan: str | os.PathLike, machine: Machine) -> dict[str, Any]:
+def check_plan(plan: str | os.PathLike, machine: Machine) -> Manifest:
     """The plan's manifest, once every loading rule holds for ``machine``.
 
     Raises:
@@ -65,11 +62,12 @@ def check_plan(plan: str | os.PathLike, machine: Machine) -> dict[str, Any]:
     if not plan.is_file():
         raise InputFileError(f"plan not found: {plan}")
     manifest = read_plan_manifest(plan)
+    facts = manifest.facts
     fix = f"rebuild it on this machine: {rebuild_command(manifest, plan)}"
-    if sha256_file(plan) != manifest["artifact_sha256"]:
+    if not manifest.describes(plan):
         raise StaleArtifactError(f"{plan} is not the plan its manifest describes (sha256 differs); {fix}")
-    source = plan.parent / manifest.get("source_onnx", "")
-    if manifest.get("source_onnx") and source.is_file() and sha256_file(source) != manifest.get("source_onnx_sha256"):
+    source = plan.parent / facts.source_onnx if facts.source_onnx else None
+    if source is not None and source.is_file() and sha256_file(source) != facts.source_onnx_sha256:
         raise StaleArtifactError(f"{source.name} changed after {plan.name} was built from it; {fix}")
     problem = _version_problem(manifest, machine) or _hardware_problem(manifest, machine)
     if problem:
@@ -77,33 +75,31 @@ def check_plan(plan: str | os.PathLike, machine: Machine) -> dict[str, Any]:
     return manifest
 
 
-def timing_cache_problem(sidecar: dict[str, Any] | None, machine: Machine) -> str | None:
-    """Why a timing cache (described by its sidecar) must not be fed to this machine's builder."""
-    if not isinstance(sidecar, dict):
+def timing_cache_problem(measured_on: Machine | None, machine: Machine) -> str | None:
+    """Why a timing cache measured on ``measured_on`` (from its sidecar) must not be fed to this
+    machine's builder."""
+    if measured_on is None:
         return "it has no sidecar saying which GPU and TensorRT version it was measured on"
-    found = (sidecar.get("gpu_name"), tuple(sidecar.get("compute_capability") or ()), sidecar.get("tensorrt_version"))
-    wanted = (machine.gpu_name, machine.compute_capability, machine.tensorrt_version)
-    if found != wanted or UNKNOWN_VERSION in (found[2], wanted[2]):
-        return f"it was measured on {found[0]} (sm {found[1]}) with TensorRT {found[2]}"
+    if measured_on != machine or machine.tensorrt_version == UNKNOWN_VERSION:
+        return (
+            f"it was measured on {measured_on.gpu_name} (sm {measured_on.compute_capability}) with TensorRT "
+            f"{measured_on.tensorrt_version}"
+        )
     return None
-
-
-def _is_capability(gpu: Any) -> bool:
-    capability = gpu.get("compute_capability") if isinstance(gpu, dict) else None
-    return isinstance(capability, list) and len(capability) == 2 and all(isinstance(v, int) for v in capability)
 
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
-def _version_problem(manifest: dict[str, Any], machine: Machine) -> str | None:
-    built, here = manifest["tensorrt_version"], machine.tensorrt_version
+def _version_problem(manifest: Manifest, machine: Machine) -> str | None:
+    engine = manifest.facts.engine
+    built, here = engine.tensorrt_version, machine.tensorrt_version
     if UNKNOWN_VERSION in (built, here):
         return f"was built with TensorRT {built}; this machine's TensorRT version is {here}, so they cannot be matched"
     if built == here:
         return None
-    if manifest.get("version_compatible"):
+    if engine.version_compatible:
         # A version-compatible plan runs on TensorRT of its build version or later (10.x plans on
         # 11.x included, per TensorRT's engine-compatibility documentation), never on an older one.
         if _version(here) >= _version(built):
@@ -112,14 +108,14 @@ def _version_problem(manifest: dict[str, Any], machine: Machine) -> str | None:
     return f"was built with TensorRT {built}; this machine has TensorRT {here} (plans are not portable across versions)"
 
 
-def _hardware_problem(manifest: dict[str, Any], machine: Machine) -> str | None:
-    gpu = manifest["gpu"]
-    built = tuple(gpu["compute_capability"])
+def _hardware_problem(manifest: Manifest, machine: Machine) -> str | None:
+    engine = manifest.facts.engine
+    built = engine.compute_capability
     if built == machine.compute_capability:
         return None
-    if manifest.get("hardware_compat") == "ampere+" and machine.compute_capability >= AMPERE:
+    if engine.hardware_compat == "ampere+" and machine.compute_capability >= AMPERE:
         return None
     return (
-        f"was built for {gpu.get('name', 'a GPU')} (compute capability {built[0]}.{built[1]}); this GPU is "
+        f"was built for {engine.gpu_name} (compute capability {built[0]}.{built[1]}); this GPU is "
         f"{machine.gpu_name} ({machine.compute_capability[0]}.{machine.compute_capability[1]})"
     )

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConfigError, InputFileError
+from core.scores import sigmoid
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,6 @@ class FailedItem:
 
     def to_dict(self, class_names: Sequence[str] = ()) -> dict[str, Any]:
         return {"index": self.index, "source": self.source, "error": self.error}
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Probabilities of ``logits`` without overflow for large |logit|."""
-    logits = np.asarray(logits, dtype=np.float64)
-    exp = np.exp(-np.abs(logits))
-    return np.where(logits >= 0, 1.0 / (1.0 + exp), exp / (1.0 + exp)).astype(np.float32)
 
 
 def threshold_vector(
@@ -118,7 +112,7 @@ def make_prediction(
     top_k: int | None,
 ) -> Prediction:
     """One image's :class:`Prediction` from its logits [N]."""
-    scores = sigmoid(logits)
+    scores = sigmoid(logits).astype(np.float32)
     order = np.argsort(-scores, kind="stable")
     labels = tuple(class_names[i] for i in order if scores[i] >= thresholds[i])
     top = None if top_k is None else tuple((class_names[i], float(scores[i])) for i in order[:top_k])

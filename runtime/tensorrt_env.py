@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from core.errors import ConfigError, MissingDependencyError
 
@@ -28,11 +29,28 @@ UNKNOWN_VERSION = "unknown"
 
 @dataclass(frozen=True)
 class Machine:
-    """The facts a TensorRT plan depends on."""
+    """The facts a TensorRT plan or timing cache depends on."""
 
     gpu_name: str
     compute_capability: tuple[int, int]
     tensorrt_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gpu_name": self.gpu_name,
+            "compute_capability": list(self.compute_capability),
+            "tensorrt_version": self.tensorrt_version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Machine | None:
+        """Inverse of :meth:`to_dict`; None when ``data`` is not such a record."""
+        try:
+            major, minor = data["compute_capability"]
+            machine = cls(str(data["gpu_name"]), (int(major), int(minor)), str(data["tensorrt_version"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return machine
 
 
 def parse_gpu_query(text: str) -> list[tuple[str, tuple[int, int], str]]:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConfigError, InferenceError, InputFileError
+from core.facts import ServingFacts
 
-from .artifact import ServingFacts
 from .cuda_memory import CudaRuntime
 from .plan_rules import check_plan
 from .tensorrt_env import import_tensorrt, this_machine
@@ -56,8 +56,7 @@ class TensorRTRunner:
         self._lock = threading.Lock()
 
     def __enter__(self) -> TensorRTRunner:
-        manifest = check_plan(self.path, this_machine())
-        self.facts = ServingFacts.from_facts(manifest, str(self.path))
+        self.facts = check_plan(self.path, this_machine()).facts.serving()
         trt = import_tensorrt()
         self._trt = trt
         self._cuda = CudaRuntime()

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ConfigError, MissingDependencyError
-
-from .artifact import ServingFacts
+from core.facts import ServingFacts
 
 
 class TorchRunner:
@@ -56,7 +55,7 @@ class TorchRunner:
             torch.backends.cuda.matmul.allow_tf32 = False
         self.model = load_model(self.path, map_location=device)
         self.device = str(device)
-        self.facts = ServingFacts.from_config(self.model.config, self.model.class_names)
+        self.facts = self.model.serving_facts
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -4,16 +4,13 @@ checkpoints (ResNet-18 at 64 px, one epoch on generated data) with their FP32 gr
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
 
 from models import train as train_cli
 from models.synthetic import SyntheticSpec, generate
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("MASKED_GAT_SHARED_DATA", REPO.parent / "shared" / "data"))
+from tests.helpers import FIXTURE_RECIPE, SHARED_DATA
 
 
 def _cuda_missing() -> str | None:
@@ -46,22 +43,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# The one-epoch fixture below is barely trained (val mAP ≈ 25): its logits are small and nearly
-# flat, so its worst relative logit error and least cosine under INT8 run past the limits a trained
-# model meets (docs/calibration.md). INT8 tests pass these explicit overrides, as a user would; the
-# other int8 limits (mAP drop, flips, top-k) apply unchanged.
-FIXTURE_INT8_LIMITS = {"logits_rel": 0.3, "min_cosine": 0.95}
-
-_RECIPE = ["--backbone", "resnet18", "--image-size", "64", "--optimizer", "adam", "--lr", "1e-3", "--epochs", "1"]
-
-
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate(SyntheticSpec(train=64, val=24, image_size=64, seed=5), tmp_path_factory.mktemp("x") / "data")
 
 
 def _trained(demo_data: Path, folder: Path, *extra: str) -> Path:
-    assert train_cli.main(["--data", str(demo_data), "--output", str(folder), *_RECIPE, *extra]) == 0
+    assert train_cli.main(["--data", str(demo_data), "--output", str(folder), *FIXTURE_RECIPE, *extra]) == 0
     return folder / "best.pt"
 
 

@@ -22,21 +22,22 @@ COMMANDS = [
     "models.summary",
     "models.synthetic",
     "models.train",
-    "runtime.benchmark",
-    "runtime.predict",
 ]
+SUBCOMMANDS = ["runtime predict", "runtime benchmark"]
 
 
-@pytest.mark.parametrize("module", COMMANDS)
-def test_help_shows_defaults_and_exits_0(module: str) -> None:
-    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO)
+@pytest.mark.parametrize("command", COMMANDS + SUBCOMMANDS)
+def test_help_shows_defaults_and_exits_0(command: str) -> None:
+    argv = [sys.executable, "-m", *command.split(), "--help"]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert f"python -m {module}" in result.stdout
+    assert f"python -m {command}" in result.stdout and "(default: " in result.stdout
 
 
-@pytest.mark.parametrize("module", COMMANDS)
-def test_bad_usage_exits_2(module: str) -> None:
-    result = subprocess.run([sys.executable, "-m", module, "--no-such-flag"], capture_output=True, text=True, cwd=REPO)
+@pytest.mark.parametrize("command", [*COMMANDS, *SUBCOMMANDS, "runtime", "runtime no-such-subcommand"])
+def test_bad_usage_exits_2(command: str) -> None:
+    argv = [sys.executable, "-m", *command.split(), "--no-such-flag"]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2
     assert result.stderr.startswith("usage: ")
 
@@ -58,7 +59,7 @@ def test_summary_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: py
 
 
 def test_errors_config_and_runtime_import_without_torch() -> None:
-    core = "core.errors, core.config, core.preprocessing, core.cli, core.files"
-    modules = f"{core}, runtime, runtime.predict, runtime.benchmark"
+    core = "core.errors, core.config, core.preprocessing, core.cli, core.files, core.facts, core.manifest"
+    modules = f"{core}, runtime, runtime.commands, runtime.benchmark, runtime.onnxruntime_session"
     code = f"import sys, {modules}; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

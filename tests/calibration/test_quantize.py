@@ -19,11 +19,12 @@ from calibration.quantize import method_spec, quantize_int8
 from calibration.reader import BatchReader
 from core.errors import ConfigError, ExportError, InputFileError, ParityError, StaleArtifactError
 from core.files import sha256_file
+from core.manifest import manifest_path, read_manifest
 from export import check_parity as check_parity_cli
 from export.fp16 import head_nodes
-from export.metadata import graph_precision, manifest_path, read_metadata
+from export.metadata import graph_precision
 from export.typed_graph import typed_graph
-from tests.conftest import FIXTURE_INT8_LIMITS
+from tests.helpers import FIXTURE_INT8_LIMITS, facts_of
 
 
 def _quantize(source: Path, data: Path, output: Path, **options):
@@ -79,16 +80,16 @@ def test_every_qdq_node_is_symmetric_int8_and_the_head_has_none(int8) -> None:
 
 
 def test_the_int8_graph_records_its_calibration_and_passes_its_gate(int8, fp32_graph: Path) -> None:
-    graph = onnx.load(str(int8.path))
-    metadata = read_metadata(graph)
-    assert graph_precision(graph) == "int8" and metadata["precision"] == "int8"
-    assert metadata["class_names"] == read_metadata(onnx.load(str(fp32_graph)))["class_names"]
-    assert metadata["calibration"]["method"] == "minmax"
-    manifest = json.loads(manifest_path(int8.path).read_text())
-    assert manifest["parity"]["passed"] and manifest["parity"]["precision"] == "int8"
-    assert "held-out" in manifest["parity"]["inputs"]
-    assert manifest["calibration"]["coverage"] == int8.calibration.coverage()
-    assert manifest["parity"]["figures"]["map_drop"] <= 1.0
+    facts = facts_of(int8.path)
+    assert graph_precision(onnx.load(str(int8.path))) == "int8" and facts.precision == "int8"
+    assert facts.class_names == facts_of(fp32_graph).class_names
+    assert facts.source_onnx_sha256 == sha256_file(fp32_graph)
+    assert facts.calibration.method == "minmax" and facts.calibration.images == len(int8.calibration.files)
+    manifest = read_manifest(int8.path)
+    assert manifest.facts == facts and manifest.gate_passed() and manifest.parity["precision"] == "int8"
+    assert "held-out" in manifest.parity["inputs"]
+    assert manifest.calibration_set["coverage"] == int8.calibration.coverage()
+    assert manifest.parity["figures"]["map_drop"] <= 1.0
     assert int8.path.stat().st_size < fp32_graph.stat().st_size / 3  # INT8 weights
 
 

@@ -3,6 +3,7 @@ real TensorRT build where TensorRT and a GPU exist (skipped elsewhere)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -11,14 +12,17 @@ import onnx
 import pytest
 
 from core.errors import ConfigError, InputFileError, MissingDependencyError, StaleArtifactError
+from core.facts import EngineFacts
+from core.files import sha256_file
+from core.manifest import manifest_path, read_manifest, write_manifest
 from export import build_engine as build_cli
 from export.build_engine import batch_profile, build_engine, load_timing_cache, save_timing_cache
-from export.metadata import graph_precision, manifest_path, read_metadata, write_manifest
-from export.typed_graph import Calibration, typed_graph, typed_graph_path
+from export.metadata import graph_precision
+from export.typed_graph import typed_graph, typed_graph_path
 from runtime import tensorrt_env
 from runtime.plan_rules import check_plan, timing_cache_problem
 from runtime.tensorrt_env import Machine, parse_gpu_query, select_gpu
-from tests.conftest import FIXTURE_INT8_LIMITS
+from tests.helpers import facts_of
 
 H100 = Machine("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0.35")
 
@@ -39,9 +43,9 @@ def test_without_a_gpu_the_fp16_graph_is_written_gated_and_the_build_refused(
     assert "python -m export.build_engine" in err and "--precision fp16" in err
     half = tmp_path / "model.fp16.onnx"
     assert graph_precision(onnx.load(str(half))) == "fp16"
-    manifest = json.loads(manifest_path(half).read_text())
-    assert manifest["parity"]["passed"] and manifest["parity"]["precision"] == "fp16"
-    assert manifest["source_onnx_sha256"] == read_metadata(onnx.load(str(half)))["source_onnx_sha256"]
+    manifest = read_manifest(half)
+    assert manifest.gate_passed() and manifest.parity["precision"] == "fp16"
+    assert manifest.facts == facts_of(half) and manifest.facts.source_onnx_sha256 == sha256_file(fp32_graph)
     assert not plan.exists() and not manifest_path(plan).exists()
 
 
@@ -67,32 +71,10 @@ def test_a_graph_of_the_requested_precision_is_taken_as_it_is(fp32_graph: Path, 
         typed_graph(half, "int8", tmp_path / "other.plan")
 
 
-def test_int8_needs_its_graph_or_calibration_data(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--calibration-data"):
+def test_an_int8_engine_from_the_fp32_graph_names_the_calibration_step(fp32_graph: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"python -m calibration.quantize .*model.onnx --data DIR --output"):
         typed_graph(fp32_graph, "int8", tmp_path / "model.plan")
-    calibration = Calibration(demo_data / "train", demo_data / "instances_train.json")
-    made = typed_graph(
-        fp32_graph, "int8", tmp_path / "model.plan", calibration=calibration, tolerance_overrides=FIXTURE_INT8_LIMITS
-    )
-    assert made == tmp_path / "model.int8.onnx" and graph_precision(onnx.load(str(made))) == "int8"
-
-
-def test_an_int8_graph_of_other_calibration_settings_is_not_reused(
-    fp32_graph: Path, demo_data: Path, tmp_path: Path
-) -> None:
-    plan = tmp_path / "model.plan"
-    minmax = Calibration(demo_data / "train", demo_data / "instances_train.json", "minmax")
-    made = typed_graph(fp32_graph, "int8", plan, calibration=minmax, tolerance_overrides=FIXTURE_INT8_LIMITS)
-    assert typed_graph(fp32_graph, "int8", plan, calibration=minmax, tolerance_overrides=FIXTURE_INT8_LIMITS) == made
-    entropy = Calibration(minmax.data, minmax.annotations, "entropy")
-    with pytest.raises(ConfigError, match="with these settings"):
-        typed_graph(fp32_graph, "int8", plan, calibration=entropy, tolerance_overrides=FIXTURE_INT8_LIMITS)
-    with pytest.raises(ConfigError, match="with these settings"):  # a gate passed at other limits
-        typed_graph(
-            fp32_graph, "int8", plan, calibration=minmax, tolerance_overrides={**FIXTURE_INT8_LIMITS, "map_drop": 2}
-        )
-    typed_graph(fp32_graph, "int8", plan, calibration=entropy, tolerance_overrides=FIXTURE_INT8_LIMITS, force=True)
-    assert read_metadata(onnx.load(str(made)))["calibration"]["method"] == "entropy"
+    assert not (tmp_path / "model.int8.onnx").exists()
 
 
 def test_tolerances_for_a_graph_taken_as_it_is_are_refused(fp32_graph: Path, tmp_path: Path) -> None:
@@ -132,8 +114,6 @@ def test_bad_usage_is_refused_before_any_work(fp32_graph: Path, tmp_path: Path, 
     assert build_cli.main([str(fp32_graph), "--output", str(tmp_path / "m.engine"), "--precision", "fp32"]) == 1
     assert "must end in .plan" in capsys.readouterr().err
     assert build_cli.main([str(fp32_graph), "--output", out, "--precision", "fp32", "--builder-opt-level", "9"]) == 1
-    with pytest.raises(SystemExit):
-        build_cli.main([str(fp32_graph), "--output", out, "--precision", "fp16", "--calibration-data", "x"])
     assert build_cli.main([str(tmp_path / "missing.onnx"), "--output", out, "--precision", "fp32"]) == 1
     assert "graph not found" in capsys.readouterr().err
 
@@ -155,60 +135,74 @@ def test_nvidia_smi_output_is_parsed_and_the_gpu_cuda_uses_chosen() -> None:
 # the rules read only the manifest and hashes, never the plan's content).
 
 
-def _plan(tmp_path: Path, **manifest) -> Path:
+def _plan(tmp_path: Path, fp32_graph: Path, **build) -> Path:
+    """A plan file and the manifest build_engine would write for it, built on ``H100`` unless ``build``
+    (``EngineFacts`` fields) says otherwise."""
     source = tmp_path / "model.fp16.onnx"
     source.write_bytes(b"typed graph")
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"serialized engine")
-    facts = {
-        "precision": "fp16",
-        "class_names": ["a", "b"],
-        "source_onnx": source.name,
-        "source_onnx_sha256": hashlib.sha256(b"typed graph").hexdigest(),
-        "tensorrt_version": H100.tensorrt_version,
-        "gpu": {"name": H100.gpu_name, "compute_capability": list(H100.compute_capability)},
-        "hardware_compat": "none",
-        "version_compatible": False,
-        "build_command": "python -m export.build_engine model.fp16.onnx --output model.plan --precision fp16",
-        **manifest,
-    }
+    engine = EngineFacts(
+        tensorrt_version=H100.tensorrt_version,
+        gpu_name=H100.gpu_name,
+        compute_capability=H100.compute_capability,
+        opt_batch=8,
+        hardware_compat="none",
+        version_compatible=False,
+        builder_optimization_level=3,
+        workspace_mib=4096,
+        build_seconds=1.0,
+        build_command="python -m export.build_engine model.fp16.onnx --output model.plan --precision fp16",
+    )
+    facts = dataclasses.replace(facts_of(fp32_graph), precision="fp16").built_into(
+        dataclasses.replace(engine, **build),
+        min_batch=1,
+        max_batch=8,
+        source_name=source.name,
+        source_sha256=hashlib.sha256(b"typed graph").hexdigest(),
+    )
     write_manifest(plan, facts, force=True)
     return plan
 
 
-def test_a_plan_built_here_loads(tmp_path: Path) -> None:
-    assert check_plan(_plan(tmp_path), H100)["precision"] == "fp16"
+def test_a_plan_built_here_loads(tmp_path: Path, fp32_graph: Path) -> None:
+    manifest = check_plan(_plan(tmp_path, fp32_graph), H100)
+    assert manifest.facts.precision == "fp16" and manifest.facts.engine.gpu_name == H100.gpu_name
 
 
-def test_a_plan_without_its_manifest_is_refused(tmp_path: Path) -> None:
-    plan = _plan(tmp_path)
+def test_a_plan_without_its_manifest_is_refused(tmp_path: Path, fp32_graph: Path) -> None:
+    plan = _plan(tmp_path, fp32_graph)
     manifest_path(plan).unlink()
     with pytest.raises(StaleArtifactError, match="has no manifest model.plan.json.*python -m export.build_engine"):
         check_plan(plan, H100)
 
 
-def test_a_manifest_that_is_not_one_is_refused(tmp_path: Path) -> None:
-    plan = _plan(tmp_path)
+def test_a_manifest_that_is_not_one_is_refused(tmp_path: Path, fp32_graph: Path) -> None:
+    plan = _plan(tmp_path, fp32_graph)
     manifest_path(plan).write_text(json.dumps({"precision": "fp16"}))
     with pytest.raises(InputFileError, match="not a plan manifest"):
         check_plan(plan, H100)
+    graph_manifest = read_manifest(fp32_graph)  # an artifact's manifest, but not a plan's
+    write_manifest(plan, graph_manifest.facts, force=True)
+    with pytest.raises(InputFileError, match="not a plan manifest.*records no build"):
+        check_plan(plan, H100)
 
 
-def test_a_replaced_plan_or_a_changed_source_is_refused(tmp_path: Path) -> None:
-    plan = _plan(tmp_path)
+def test_a_replaced_plan_or_a_changed_source_is_refused(tmp_path: Path, fp32_graph: Path) -> None:
+    plan = _plan(tmp_path, fp32_graph)
     plan.write_bytes(b"another engine")
     with pytest.raises(StaleArtifactError, match="sha256 differs.*rebuild it on this machine: python -m export"):
         check_plan(plan, H100)
-    plan = _plan(tmp_path)
+    plan = _plan(tmp_path, fp32_graph)
     (tmp_path / "model.fp16.onnx").write_bytes(b"re-exported graph")
     with pytest.raises(StaleArtifactError, match="model.fp16.onnx changed after model.plan was built"):
         check_plan(plan, H100)
     (tmp_path / "model.fp16.onnx").unlink()  # a deployment may ship the plan alone
-    assert check_plan(_plan(tmp_path), H100)
+    assert check_plan(_plan(tmp_path, fp32_graph), H100)
 
 
 @pytest.mark.parametrize(
-    ("machine", "manifest", "refused"),
+    ("machine", "build", "refused"),
     [
         (Machine(H100.gpu_name, (9, 0), "10.14.1.48"), {}, "built with TensorRT 10.13.0.35"),
         (Machine(H100.gpu_name, (9, 0), "10.14.1.48"), {"version_compatible": True}, None),
@@ -220,8 +214,10 @@ def test_a_replaced_plan_or_a_changed_source_is_refused(tmp_path: Path) -> None:
         (Machine("Tesla T4", (7, 5), H100.tensorrt_version), {"hardware_compat": "ampere+"}, "this GPU is Tesla T4"),
     ],
 )
-def test_version_and_hardware_rules(tmp_path: Path, machine: Machine, manifest: dict, refused: str | None) -> None:
-    plan = _plan(tmp_path, **manifest)
+def test_version_and_hardware_rules(
+    tmp_path: Path, fp32_graph: Path, machine: Machine, build: dict, refused: str | None
+) -> None:
+    plan = _plan(tmp_path, fp32_graph, **build)
     if refused is None:
         assert check_plan(plan, machine)
     else:
@@ -232,7 +228,8 @@ def test_version_and_hardware_rules(tmp_path: Path, machine: Machine, manifest: 
 def test_a_timing_cache_from_elsewhere_is_set_aside(tmp_path: Path) -> None:
     cache = tmp_path / "timing.cache"
     save_timing_cache(cache, b"measured on H100", H100)
-    assert timing_cache_problem(json.loads(manifest_path(cache).read_text()), H100) is None
+    assert Machine.from_dict(json.loads(manifest_path(cache).read_text())) == H100
+    assert timing_cache_problem(H100, H100) is None
     assert load_timing_cache(cache, H100) == b"measured on H100"
     a100 = Machine("NVIDIA A100", (8, 0), H100.tensorrt_version)
     assert load_timing_cache(cache, a100) == b""
@@ -241,17 +238,15 @@ def test_a_timing_cache_from_elsewhere_is_set_aside(tmp_path: Path) -> None:
     manifest_path(cache).unlink()
     assert load_timing_cache(cache, H100) == b""
     assert "no sidecar" in timing_cache_problem(None, H100)
-    assert "no sidecar" in timing_cache_problem([1], H100)
+    assert Machine.from_dict([1]) is None and Machine.from_dict({"gpu_name": "x"}) is None
     unknown = Machine(H100.gpu_name, H100.compute_capability, "unknown")
-    assert timing_cache_problem(
-        {"gpu_name": H100.gpu_name, "compute_capability": [9, 0], "tensorrt_version": "unknown"}, unknown
-    )
+    assert timing_cache_problem(unknown, unknown)
 
 
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_builds_a_plan_that_its_rules_accept(fp32_graph: Path, tmp_path: Path, precision: str) -> None:
     result = build_engine(fp32_graph, tmp_path / "model.plan", precision=precision, timing_cache=tmp_path / "t.cache")
-    manifest = check_plan(result.plan, tensorrt_env.this_machine())
-    assert manifest["precision"] == precision and manifest["profile"] == {"min": 1, "opt": 8, "max": 8}
+    facts = check_plan(result.plan, tensorrt_env.this_machine()).facts
+    assert facts.precision == precision and (facts.min_batch, facts.engine.opt_batch, facts.max_batch) == (1, 8, 8)
     assert (tmp_path / "t.cache").stat().st_size > 0

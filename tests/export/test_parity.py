@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,12 +16,17 @@ from onnxconverter_common import float16
 from PIL import Image
 
 from core.errors import ConfigError, MissingDependencyError
+from core.facts import PRECISIONS, EngineFacts
+from core.manifest import write_manifest
 from export.check_parity import main as check_parity_main
-from export.metadata import read_metadata, write_manifest
-from export.parity import FP32, compare, tolerances
-from export.parity_inputs import eager_logits, onnx_logits, random_inputs
+from export.parity import FP32, TOLERANCES, compare, tolerances
+from export.parity_inputs import random_inputs, runner_logits
 from export.to_onnx import main as to_onnx_main
 from models.checkpoint import load_model, save_checkpoint
+from models.evaluation import eager_logits
+from tests.helpers import facts_of, relabelled
+
+H100_BUILD = EngineFacts("10.13.0", "H100", (9, 0), 8, "none", False, 3, 4096, 1.0, "python -m export.build_engine")
 
 
 def test_figures_by_hand_and_the_gate() -> None:
@@ -45,6 +51,7 @@ def test_the_gate_fails_closed_on_non_finite_outputs() -> None:
 
 
 def test_tolerances_are_named_and_loosened_only_explicitly() -> None:
+    assert tuple(TOLERANCES) == PRECISIONS  # a gate for every precision an artifact can record
     assert tolerances("fp32") == FP32
     assert tolerances("fp32", {"prob_abs": 0.5}).prob_abs == 0.5
     with pytest.raises(ConfigError, match="unknown tolerance"):
@@ -54,16 +61,17 @@ def test_tolerances_are_named_and_loosened_only_explicitly() -> None:
 
 
 @pytest.fixture(scope="module")
-def fp32_graph(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cli_graph(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained checkpoint exported through the command line, with its defaults (max batch 32)."""
     output = tmp_path_factory.mktemp("graph") / "model.onnx"
     assert to_onnx_main(["--checkpoint", str(trained_checkpoint), "--output", str(output)]) == 0
     return output
 
 
 def test_a_perturbed_candidate_fails_with_a_readable_reason(
-    trained_checkpoint: Path, fp32_graph: Path, tmp_path: Path, capsys
+    trained_checkpoint: Path, cli_graph: Path, tmp_path: Path, capsys
 ) -> None:
-    graph = onnx.load(str(fp32_graph))
+    graph = onnx.load(str(cli_graph))
     gemm = next(n for n in graph.graph.node if n.op_type == "Gemm")  # the classifier's linear layer
     weight = next(i for i in graph.graph.initializer if i.name == gemm.input[1])
     values = numpy_helper.to_array(weight).copy()
@@ -76,7 +84,7 @@ def test_a_perturbed_candidate_fails_with_a_readable_reason(
     captured = capsys.readouterr()
     assert "FAIL" in captured.out
     assert captured.err.startswith("error: ") and "fails the fp32 parity gate: logits_max_rel" in captured.err
-    assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(fp32_graph)]) == 0
+    assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(cli_graph)]) == 0
 
 
 def _hot(layer_or_model) -> None:
@@ -129,13 +137,13 @@ def test_our_fp16_graph_keeps_the_hot_head_finite_and_passes(trained_checkpoint:
     assert fill.data_type == onnx.TensorProto.FLOAT
     assert numpy_helper.to_array(fill) == np.finfo(np.float32).min  # exact, not clamped to float16
     inputs = random_inputs(model.config, 8)
-    logits = onnx_logits(output, inputs.images)
+    logits = runner_logits(output, inputs.images, device="cpu")
     assert np.isfinite(logits).all()
     assert compare(eager_logits(model, inputs.images), logits, precision="fp16", threshold=0.5).passed
 
 
 def test_polygraphy_outputs_compare_and_reports_are_written(
-    trained_checkpoint: Path, fp32_graph: Path, demo_data: Path, tmp_path: Path
+    trained_checkpoint: Path, cli_graph: Path, demo_data: Path, tmp_path: Path
 ) -> None:
     inputs = tmp_path / "inputs.json"
     assert (
@@ -146,7 +154,7 @@ def test_polygraphy_outputs_compare_and_reports_are_written(
     run = [
         str(polygraphy),
         "run",
-        str(fp32_graph),
+        str(cli_graph),
         "--onnxrt",
         "--load-inputs",
         str(inputs),
@@ -178,7 +186,7 @@ def test_polygraphy_outputs_compare_and_reports_are_written(
         "--checkpoint",
         str(trained_checkpoint),
         "--candidate",
-        str(fp32_graph),
+        str(cli_graph),
         "--annotations",
         str(demo_data / "instances_val.json"),
         "--images",
@@ -192,15 +200,13 @@ def test_polygraphy_outputs_compare_and_reports_are_written(
 
 
 def test_a_plan_candidate_without_gpu_says_how_to_compare_it(
-    trained_checkpoint: Path, fp32_graph: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+    trained_checkpoint: Path, cli_graph: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = tmp_path / "m.plan"
     plan.write_bytes(b"serialized engine")
-    facts = {**read_metadata(onnx.load(str(fp32_graph), load_external_data=False)), "precision": "fp16"}
+    facts = dataclasses.replace(facts_of(cli_graph), precision="fp16")
     write_manifest(
-        plan,
-        {**facts, "tensorrt_version": "10.13.0", "gpu": {"name": "H100", "compute_capability": [9, 0]}},
-        force=True,
+        plan, facts.built_into(H100_BUILD, min_batch=1, max_batch=8, source_name="x", source_sha256="0"), force=True
     )
 
     def no_gpu():
@@ -219,23 +225,24 @@ def test_a_checkpoint_candidate_runs_through_the_torch_runner(trained_checkpoint
 
 
 @pytest.mark.parametrize(
-    ("edit", "message"),
+    ("changes", "metadata", "message"),
     [
-        ({"precision": "int8"}, "labelled int8 but its graph is fp32"),  # a label cannot buy looser limits
-        ({"decision_threshold": 0.99}, "records other decision_threshold"),
-        ({"image_size": 32}, "records other image_size"),
+        ({"precision": "int8"}, None, "labelled int8 but its graph is fp32"),  # a label cannot buy looser limits
+        ({"config": "decision_threshold=0.99"}, None, "records other decision_threshold"),
+        ({"config": "image_size=32"}, None, "records other image_size"),
+        ({}, {"decision_threshold": "0.99"}, "its decision_threshold contradict its model config"),  # a hand edit
     ],
 )
-def test_a_candidate_whose_metadata_disagrees_is_refused(
-    trained_checkpoint: Path, fp32_graph: Path, tmp_path: Path, capsys, edit: dict, message: str
+def test_a_candidate_whose_facts_disagree_is_refused(
+    trained_checkpoint: Path, cli_graph: Path, tmp_path: Path, capsys, changes: dict, metadata, message: str
 ) -> None:
-    from export.metadata import read_metadata, set_metadata
-
-    graph = onnx.load(str(fp32_graph))
-    set_metadata(graph, {**read_metadata(graph), **edit})
-    relabelled = tmp_path / "relabelled.onnx"
-    onnx.save(graph, str(relabelled))
-    assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(relabelled)]) == 1
+    if "config" in changes:
+        name, _, value = changes.pop("config").partition("=")
+        config = facts_of(cli_graph).config
+        changes["config"] = dataclasses.replace(config, **{name: type(getattr(config, name))(value)})
+    relabelled_graph = relabelled(cli_graph, tmp_path / "relabelled.onnx", metadata=metadata, **changes)
+    argv = ["--checkpoint", str(trained_checkpoint), "--candidate", str(relabelled_graph)]
+    assert check_parity_main(argv) == 1
     assert message in capsys.readouterr().err
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import torch
 from onnx import numpy_helper
 
 from core.config import ModelConfig
+from core.facts import mask_sha256
 from core.files import sha256_file
-from export.metadata import mask_sha256, read_metadata
+from core.manifest import manifest_path, read_manifest
 from export.onnx_checks import find_mask_constant
 from export.to_onnx import main
 from models.checkpoint import load_model, save_checkpoint
 from models.classifier import build_model
+from tests.helpers import facts_of
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +48,21 @@ def test_one_file_with_a_dynamic_batch_and_the_mask_as_a_constant(exported: Path
 
 def test_metadata_and_manifest_record_the_same_facts(exported: Path, trained_checkpoint: Path) -> None:
     model = load_model(trained_checkpoint)
-    metadata = read_metadata(onnx.load(str(exported), load_external_data=False))
-    manifest = json.loads(exported.with_name("model.onnx.json").read_text())
-    for facts in (metadata, manifest):
-        assert facts["class_names"] == list(model.class_names)
-        assert facts["image_size"] == 64 and facts["precision"] == "fp32"
-        assert facts["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
-        assert facts["preprocessing"]["channel_order"] == "RGB"
-        assert facts["decision_threshold"] == 0.5 and facts["mask_mode"] == "softmax"
-        assert facts["mask_sha256"] == mask_sha256(model.mask.numpy())
-        assert facts["source_checkpoint_sha256"] == sha256_file(trained_checkpoint)
-        assert facts["batch"] == {"min": 1, "max": 8}
-        assert set(facts["exporter"]) == {"torch", "onnx", "onnxscript"}
-    assert manifest["artifact_sha256"] == sha256_file(exported)
-    assert manifest["parity"]["passed"] and manifest["parity"]["figures"]["logits_max_rel"] < 1e-4
+    facts = facts_of(exported)
+    manifest = read_manifest(exported)
+    assert manifest.facts == facts
+    assert facts.class_names == model.class_names and facts.config == model.config
+    assert facts.image_size == 64 and facts.precision == "fp32"
+    assert facts.serving() == dataclasses.replace(model.serving_facts, max_batch=8)
+    assert facts.mask_sha256 == mask_sha256(model.mask.numpy())
+    assert facts.source_checkpoint_sha256 == sha256_file(trained_checkpoint)
+    assert (facts.min_batch, facts.max_batch) == (1, 8)
+    assert set(facts.exporter) == {"torch", "onnx", "onnxscript"}
+    assert manifest.describes(exported) and manifest.artifact_bytes == exported.stat().st_size
+    assert manifest.gate_passed() and manifest.parity["figures"]["logits_max_rel"] < 1e-4
+    # Readers without this toolkit (Triton tooling, jq) find the serving facts at the top level.
+    document = json.loads(manifest_path(exported).read_text())
+    assert document["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and document["image_size"] == 64
 
 
 def test_a_seed_mode_model_exports_and_passes(seed_mode_checkpoint: Path, tmp_path: Path) -> None:
@@ -66,7 +70,7 @@ def test_a_seed_mode_model_exports_and_passes(seed_mode_checkpoint: Path, tmp_pa
     assert main(["--checkpoint", str(seed_mode_checkpoint), "--output", str(output)]) == 0
     model = load_model(seed_mode_checkpoint)
     find_mask_constant(onnx.load(str(output)), model.mask.numpy(), "seed")
-    assert json.loads((tmp_path / "seed.onnx.json").read_text())["mask_mode"] == "seed"
+    assert read_manifest(output).facts.config.mask_mode == "seed"
 
 
 def test_the_fp16_graph_keeps_io_and_head_in_fp32(trained_checkpoint: Path, tmp_path: Path) -> None:
@@ -82,7 +86,7 @@ def test_the_fp16_graph_keeps_io_and_head_in_fp32(trained_checkpoint: Path, tmp_
     types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
     softmax = next(n for n in graph.graph.node if n.op_type == "Softmax")
     assert types[softmax.input[0]] == onnx.TensorProto.FLOAT  # the masked softmax is FP32
-    assert read_metadata(graph)["precision"] == "fp16"
+    assert facts_of(output).precision == "fp16"
 
 
 def test_export_refuses_and_leaves_nothing_half_written(trained_checkpoint: Path, tmp_path: Path, capsys) -> None:
@@ -136,8 +140,8 @@ def test_resnet101_at_448_exports_and_passes_the_fp32_gate(tmp_path: Path) -> No
     checkpoint = save_checkpoint(model, tmp_path / "r101.pt")
     output = tmp_path / "r101.onnx"
     assert main(["--checkpoint", str(checkpoint), "--output", str(output), "--parity-samples", "2"]) == 0
-    manifest = json.loads((tmp_path / "r101.onnx.json").read_text())
-    assert manifest["parity"]["figures"]["logits_max_rel"] <= 1e-4
+    manifest = read_manifest(output)
+    assert manifest.gate_passed() and manifest.parity["figures"]["logits_max_rel"] <= 1e-4
     assert output.stat().st_size > 150e6 and not (tmp_path / "r101.onnx.data").exists()
 
 

@@ -35,8 +35,11 @@ def test_the_demo_writes_every_artifact_report_and_the_summary(demo_runs) -> Non
     assert "| torch (eager) | fp32 | `best.pt` |" in summary
     assert "| ONNX Runtime | fp32 | `model.onnx` |" in summary and "| ONNX Runtime | fp16 |" in summary
     assert "| ONNX Runtime | int8 |" in summary  # written and gated, or listed with the gate's failure
-    if not (output / "model.plan").exists():
-        assert "| TensorRT | fp16 | – | skipped: " in summary
+    for precision in ("fp16", "int8"):  # the demo's plans are model.<precision>.plan
+        if (output / f"model.{precision}.plan").exists():
+            assert f"| TensorRT | {precision} | `model.{precision}.plan` |" in summary
+        elif (output / f"model.{precision}.onnx").exists():  # the typed graph is there, its engine is not
+            assert f"| TensorRT | {precision} | – | " in summary  # skipped (no GPU/TensorRT) or failed
 
 
 def test_a_second_run_reuses_what_is_still_valid(demo_runs) -> None:

@@ -1,4 +1,4 @@
-"""``python -m runtime.benchmark``: rows for every candidate, ratios, batch limits, and the measuring helpers."""
+"""``python -m runtime benchmark``: rows for every candidate, ratios, batch limits, and the measuring helpers."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ import numpy as np
 import pytest
 
 from runtime import benchmark
+from runtime.commands import main as runtime_main
 from runtime.measure import Samples, peak_memory
 
 ARRAYS, FILES = "arrays", "JPEG files"
 QUICK = ["--warmup", "0", "--iterations", "2", "--rounds", "1"]
+
+
+def benchmark_cli(argv: list[str]) -> int:
+    return runtime_main(["benchmark", *argv])
 
 
 def _keys(rows: list[dict]) -> set[tuple[str, str, str, int]]:
@@ -26,7 +31,7 @@ def test_benchmark_writes_rows_and_ratios(
     out_json, out_md = tmp_path / "out.json", tmp_path / "out.md"
     argv = [str(fp32_graph), str(trained_checkpoint), "--batch-sizes", "1,2", "--device", "cpu", *QUICK]
     argv += ["--bare-onnxruntime", "--include-preprocessing", "--json", str(out_json), "--markdown", str(out_md)]
-    assert benchmark.main(argv) == 0
+    assert benchmark_cli(argv) == 0
     result = json.loads(out_json.read_text())
     rows = result["rows"]
     onnx, pt, bare = fp32_graph.name, trained_checkpoint.name, f"{fp32_graph.name} (bare InferenceSession)"
@@ -54,7 +59,7 @@ def test_benchmark_writes_rows_and_ratios(
         if (row["artifact"], row["input"]) == (onnx, ARRAYS):
             assert row["vs_reference"] == 1.0
     assert {r["precision"] for r in rows} == {"fp32"}
-    assert result["settings"]["batch_sizes"] == "1,2" and result["settings"]["bare_onnxruntime"] is True
+    assert result["settings"]["batch_sizes"] == [1, 2] and result["settings"]["bare_onnxruntime"] is True
     assert result["machine"]["cores"] >= 1 and "onnxruntime" in result["machine"]["versions"]
 
     table = out_md.read_text()
@@ -74,7 +79,7 @@ def test_a_batch_over_an_artifacts_limit_is_left_out_of_its_rows(
 ) -> None:
     out_json = tmp_path / "out.json"
     argv = [str(fp32_graph), str(trained_checkpoint), "--batch-sizes", "2,16", "--device", "cpu", *QUICK]
-    assert benchmark.main([*argv, "--json", str(out_json)]) == 0
+    assert benchmark_cli([*argv, "--json", str(out_json)]) == 0
     rows = json.loads(out_json.read_text())["rows"]
     onnx, pt = fp32_graph.name, trained_checkpoint.name
     # The graph takes at most 8 images; the eager checkpoint has no limit.
@@ -90,7 +95,7 @@ def test_an_onnx_only_run_skips_the_batch_it_cannot_take(
     fp32_graph: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_json = tmp_path / "out.json"
-    assert benchmark.main([str(fp32_graph), "--batch-sizes", "1,16", *QUICK, "--json", str(out_json)]) == 0
+    assert benchmark_cli([str(fp32_graph), "--batch-sizes", "1,16", *QUICK, "--json", str(out_json)]) == 0
     rows = json.loads(out_json.read_text())["rows"]
     assert [(r["artifact"], r["batch"]) for r in rows] == [(fp32_graph.name, 1)]
     assert "| 16 |" not in capsys.readouterr().out
@@ -139,14 +144,14 @@ def test_run_benchmark_never_calls_a_candidate_over_its_limit() -> None:
 )
 def test_bad_flags_exit_2(fp32_graph: Path, flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
-        benchmark.main([str(fp32_graph), *flags])
+        benchmark_cli([str(fp32_graph), *flags])
     assert caught.value.code == 2
     assert capsys.readouterr().err.startswith("usage: ")
 
 
 def test_fp16_autocast_on_cpu_is_a_one_line_error(trained_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [str(trained_checkpoint), "--device", "cpu", "--torch-fp16", "--batch-sizes", "1", *QUICK]
-    assert benchmark.main(argv) == 1
+    assert benchmark_cli(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "CUDA" in err and err.count("\n") == 1
 

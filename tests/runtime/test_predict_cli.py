@@ -1,4 +1,4 @@
-"""``python -m runtime.predict``: text and JSON output, folders, bad images with and without --skip-bad."""
+"""``python -m runtime predict``: text and JSON output, folders, bad images with and without --skip-bad."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from runtime import Predictor
-from runtime.predict import main
+from runtime.commands import main as runtime_main
+
+
+def main(argv: list[str]) -> int:
+    return runtime_main(["predict", *argv])
 
 
 @pytest.fixture(scope="module")

@@ -419,17 +419,20 @@ def test_one_shot_predict_equals_the_predictor(
         predict(images, fp32_graph, backend="torch")
 
 
-def test_one_shot_predict_survives_importing_the_cli_module(fp32_graph: Path, val_images: list[Path]) -> None:
-    # Importing runtime.predict (the CLI) binds the submodule over the package's predict function.
+def test_runtime_predict_is_the_function_and_the_command_a_subcommand(fp32_graph: Path, val_images: list[Path]) -> None:
     code = f"""
-import runtime.predict
+import runtime, runtime.commands
 from runtime import predict
+assert predict is runtime.predict and callable(predict) and type(predict).__name__ == "function"
 results = predict([{str(val_images[0])!r}], {str(fp32_graph)!r}, top_k=1)
 assert len(results) == 1 and results[0].ok and len(results[0].top_k) == 1, results
-assert callable(runtime.predict.main)
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    command = [sys.executable, "-m", "runtime", "predict", str(fp32_graph), str(val_images[0]), "--json"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["results"][0]["source"] == str(val_images[0])
 
 
 def test_a_closed_predictor_refuses_to_predict(fp32_graph: Path, val_images: list[Path]) -> None:
@@ -510,13 +513,14 @@ def test_unreadable_artifacts_are_refused(tmp_path: Path) -> None:
 def test_onnx_serving_never_imports_torch(fp32_graph: Path, trained_checkpoint: Path, val_images: list[Path]) -> None:
     code = f"""
 import sys
-import runtime, runtime.predict, runtime.benchmark
+import runtime, runtime.benchmark
 from core.errors import MissingDependencyError
 from runtime import Predictor
+from runtime.commands import main
 with Predictor({str(fp32_graph)!r}) as predictor:
     results = predictor.predict([{str(val_images[0])!r}, {str(val_images[1])!r}])
 assert predictor.backend == "onnxruntime" and all(r.ok for r in results), results
-assert runtime.predict.main([{str(fp32_graph)!r}, {str(val_images[0])!r}]) == 0
+assert main(["predict", {str(fp32_graph)!r}, {str(val_images[0])!r}]) == 0
 assert "torch" not in sys.modules, "torch was imported"
 sys.modules["torch"] = None  # from here on, importing torch fails
 try:

@@ -1,0 +1,93 @@
+"""The INT8 graph an INT8 engine is built from, made from the FP32 graph or reused.
+
+``export.typed_graph`` takes or makes the FP32 and FP16 graphs; the INT8 graph needs calibration
+images, so it is made here (by :func:`~calibration.quantize.quantize_int8`) under the same reuse rule:
+a graph left by an earlier run is reused only when it records this FP32 graph's sha256 and this
+calibration (method and image fingerprint), and its manifest shows a gate passed at these limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import ConfigError, StaleArtifactError
+from core.facts import CalibrationFacts
+from core.files import sha256_file
+from export.metadata import read_graph
+from export.parity import tolerances
+from export.typed_graph import reusable, typed_graph_path
+
+from .data import calibration_set
+from .quantize import DEFAULT_PERCENTILE, method_spec, quantize_int8
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the INT8 graph is calibrated on: an image folder (with its COCO labels) and a method."""
+
+    data: Path
+    annotations: Path | None = None
+    method: str = "minmax"
+
+
+def int8_graph(
+    source: Path,
+    plan: Path,
+    calibration: Calibration,
+    *,
+    tolerance_overrides: dict[str, float] | None = None,
+    force: bool = False,
+) -> Path:
+    """The INT8 graph to build ``plan`` from (``M.int8.onnx`` beside it): ``source`` itself when it
+    is INT8, else made from the FP32 ``source`` or reused.
+
+    Raises:
+        ConfigError: ``source`` is neither FP32 nor INT8; an INT8 graph of another source or other
+            settings in the way without ``force``.
+        StaleArtifactError: The range cache was computed for other images or another method
+            (``force`` recalibrates).
+        ParityError: The INT8 graph fails its gate (nothing is written).
+    """
+    _, facts = read_graph(source, weights=False)
+    if facts.precision == "int8":
+        return source
+    if facts.precision != "fp32":
+        raise ConfigError(f"{source} is the {facts.precision} graph; an INT8 graph is made from the FP32 graph")
+    target = typed_graph_path(plan, "int8")
+    if target.exists():
+        chosen = calibration_set(calibration.data, facts.class_names, annotations=calibration.annotations)
+        wanted = {
+            "source_onnx_sha256": sha256_file(source),
+            "precision": "int8",
+            "calibration": CalibrationFacts(
+                method_spec(calibration.method, DEFAULT_PERCENTILE), len(chosen.files), chosen.fingerprint()
+            ),
+        }
+        limits = dataclasses.asdict(tolerances("int8", tolerance_overrides))
+        if reusable(target, wanted, limits):
+            logger.info("reusing %s, made from this %s", target, source.name)
+            return target
+        if not force:
+            raise ConfigError(
+                f"{target} exists but was not made from {source} with these settings (calibration, limits); "
+                "pass --force to replace it"
+            )
+    try:
+        quantize_int8(
+            source,
+            target,
+            calibration.data,
+            annotations=calibration.annotations,
+            method=calibration.method,
+            tolerance_overrides=tolerance_overrides,
+            recalibrate=force,
+            force=True,
+        )
+    except StaleArtifactError as exc:
+        raise StaleArtifactError(f"{exc}. Here: pass --force to recalibrate") from exc
+    return target

@@ -1,0 +1,407 @@
+"""What an artifact says about itself: one record, written by ``export``, read by everyone else.
+
+Every artifact the toolkit builds (ONNX graph, typed graph, TensorRT plan) records the same facts:
+the class order of its outputs, the model config (input size, preprocessing, decision threshold,
+mask), the batch range, its tensor names, its precision and where it came from. ONNX graphs carry
+them in ``metadata_props`` (one JSON value per key), every artifact in the manifest beside it
+(``core.manifest``). :class:`ArtifactFacts` is the one reader and writer of that layout;
+:class:`ServingFacts` is the subset a prediction depends on, and its comparison names what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import ModelConfig, validate_class_names
+from .errors import ClassNamesMismatchError, ConfigError, InputFileError
+
+FORMAT_VERSION = 1
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+HARDWARE_COMPAT: tuple[str, ...] = ("none", "ampere+")
+# Config values every artifact also records at the top level, for readers without this toolkit.
+_CONFIG_ECHOES = ("image_size", "decision_threshold", "mask_mode", "mask_threshold")
+
+
+def mask_sha256(mask: np.ndarray) -> str:
+    """sha256 of a co-occurrence mask as the row-major bytes of a bool [N, N] array."""
+    return hashlib.sha256(np.ascontiguousarray(mask, dtype=bool).tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ServingFacts:
+    """What a prediction depends on: output order, preprocessing, threshold, batch limit, tensors.
+
+    Attributes:
+        class_names: Output order of the scores.
+        config: The model's configuration (input size, preprocessing, threshold, mask mode).
+        mask_sha256: Hash of the co-occurrence mask (:func:`mask_sha256`).
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        max_batch: Largest batch the artifact takes (None: no limit, an eager model).
+        input_name: Name of the image input.
+        output_name: Name of the logits output.
+    """
+
+    class_names: tuple[str, ...]
+    config: ModelConfig
+    mask_sha256: str
+    precision: str = "fp32"
+    max_batch: int | None = None
+    input_name: str = "images"
+    output_name: str = "logits"
+
+    # What must agree between an artifact and the checkpoint it is compared with or served as.
+    COMPARED = ("class_names", "image_size", "preprocessing", "decision_threshold", "mask_mode", "mask_sha256")
+
+    @classmethod
+    def of_model(cls, config: ModelConfig, class_names: Iterable[str], mask: np.ndarray) -> ServingFacts:
+        """The facts of an eager model (FP32, no batch limit)."""
+        return cls(tuple(class_names), config, mask_sha256(mask))
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def preprocessing(self):
+        return self.config.preprocessing
+
+    @property
+    def decision_threshold(self) -> float:
+        return self.config.decision_threshold
+
+    @property
+    def mask_mode(self) -> str:
+        return self.config.mask_mode
+
+    def mismatches(self, other: ServingFacts) -> list[str]:
+        """Names of the :data:`COMPARED` facts that differ between ``self`` and ``other``."""
+        return [name for name in self.COMPARED if getattr(self, name) != getattr(other, name)]
+
+    def require_same_model(self, other: ServingFacts, what: str) -> None:
+        """Refuses ``other`` (the facts of ``what``) unless it serves the same model as ``self``.
+
+        Raises:
+            ClassNamesMismatchError: ``what`` was built for other classes or another class order.
+            ConfigError: Another compared fact differs.
+        """
+        differ = self.mismatches(other)
+        if differ:
+            error = ClassNamesMismatchError if "class_names" in differ else ConfigError
+            raise error(
+                f"{what} records other {', '.join(differ)} than the checkpoint; it was not exported from this "
+                "checkpoint: export it again, or name its own checkpoint"
+            )
+
+
+@dataclass(frozen=True)
+class CalibrationFacts:
+    """What an INT8 graph's activation ranges were computed from.
+
+    Attributes:
+        method: The method with its parameters, e.g. ``minmax`` or ``percentile(99.999)``.
+        images: Number of calibration images.
+        files_sha256: Fingerprint of the calibration files (names and contents).
+    """
+
+    method: str
+    images: int
+    files_sha256: str
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """How a TensorRT plan was built, and so where it may run.
+
+    Attributes:
+        tensorrt_version: The TensorRT that built it (the imported module's own version).
+        gpu_name: The GPU it was built on.
+        compute_capability: That GPU's (major, minor).
+        opt_batch: The batch its profile is tuned for.
+        hardware_compat: ``none`` (this GPU's compute capability only) or ``ampere+``.
+        version_compatible: Built to run on later TensorRT versions (embeds a lean runtime).
+        builder_optimization_level: TensorRT's builder optimization level, 0..5.
+        workspace_mib: Builder workspace.
+        build_seconds: How long the build took.
+        build_command: The command that builds it again.
+    """
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: tuple[int, int]
+    opt_batch: int
+    hardware_compat: str
+    version_compatible: bool
+    builder_optimization_level: int
+    workspace_mib: int
+    build_seconds: float
+    build_command: str
+
+
+@dataclass(frozen=True)
+class ArtifactFacts:
+    """Everything an artifact records about itself (see the module docstring).
+
+    Attributes:
+        precision: ``fp32``, ``fp16`` or ``int8``: what the artifact computes in.
+        class_names: Output order of the logits.
+        config: The model's configuration.
+        mask_sha256: Hash of the co-occurrence mask constant.
+        min_batch: Smallest batch accepted.
+        max_batch: Largest batch accepted.
+        source_checkpoint: The checkpoint it was exported from.
+        source_checkpoint_sha256: That checkpoint's sha256.
+        opset: ONNX opset of the export.
+        exporter: Versions of the tools that exported it (torch, onnx, onnxscript).
+        input_name: Name of the image input, [batch, 3, S, S] float32.
+        output_name: Name of the logits output, [batch, N] float32.
+        source_onnx: For a graph made from another graph, or a plan: the graph it was made from.
+        source_onnx_sha256: That graph's sha256.
+        calibration: For INT8: what its activation ranges were computed from.
+        engine: For a TensorRT plan: how it was built.
+
+    Raises:
+        ConfigError: A value is out of range or contradicts another (on construction).
+    """
+
+    precision: str
+    class_names: tuple[str, ...]
+    config: ModelConfig
+    mask_sha256: str
+    max_batch: int
+    source_checkpoint: str
+    source_checkpoint_sha256: str
+    opset: int
+    exporter: Mapping[str, str]
+    min_batch: int = 1
+    input_name: str = "images"
+    output_name: str = "logits"
+    source_onnx: str | None = None
+    source_onnx_sha256: str | None = None
+    calibration: CalibrationFacts | None = None
+    engine: EngineFacts | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_names", validate_class_names(self.class_names, "the artifact's class names"))
+        problems = [
+            (self.precision in PRECISIONS, f"precision {self.precision!r} is none of {', '.join(PRECISIONS)}"),
+            (
+                len(self.class_names) == self.config.num_classes,
+                f"{len(self.class_names)} class names for a model of {self.config.num_classes} classes",
+            ),
+            (
+                1 <= self.min_batch <= self.max_batch,
+                f"batch range {self.min_batch}..{self.max_batch} is not 1 ≤ min ≤ max",
+            ),
+            ((self.calibration is None) or self.precision == "int8", "calibration facts on a non-INT8 artifact"),
+            (
+                self.engine is None or self.min_batch <= self.engine.opt_batch <= self.max_batch,
+                "the plan's opt batch lies outside its batch range",
+            ),
+            (
+                self.engine is None or self.engine.hardware_compat in HARDWARE_COMPAT,
+                f"hardware compatibility is none of {', '.join(HARDWARE_COMPAT)}",
+            ),
+        ]
+        for ok, problem in problems:
+            if not ok:
+                raise ConfigError(problem)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    def serving(self) -> ServingFacts:
+        """The subset a prediction depends on."""
+        return ServingFacts(
+            self.class_names,
+            self.config,
+            self.mask_sha256,
+            self.precision,
+            self.max_batch,
+            self.input_name,
+            self.output_name,
+        )
+
+    def made_into(
+        self, precision: str, source_name: str, source_sha256: str, calibration: CalibrationFacts | None = None
+    ) -> ArtifactFacts:
+        """The facts of a graph of ``precision`` made from the graph these facts describe."""
+        return dataclasses.replace(
+            self,
+            precision=precision,
+            source_onnx=source_name,
+            source_onnx_sha256=source_sha256,
+            calibration=calibration,
+        )
+
+    def built_into(
+        self, engine: EngineFacts, *, min_batch: int, max_batch: int, source_name: str, source_sha256: str
+    ) -> ArtifactFacts:
+        """The facts of a plan built from the graph these facts describe, with its batch profile."""
+        return dataclasses.replace(
+            self,
+            engine=engine,
+            min_batch=min_batch,
+            max_batch=max_batch,
+            source_onnx=source_name,
+            source_onnx_sha256=source_sha256,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The facts as plain data, in the layout artifacts record (config echoes included)."""
+        size, config = self.config.image_size, self.config.to_dict()
+        data: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "precision": self.precision,
+            "class_names": list(self.class_names),
+            "input": {"name": self.input_name, "shape": ["batch", 3, size, size], "dtype": "float32"},
+            "output": {"name": self.output_name, "shape": ["batch", len(self.class_names)], "dtype": "float32"},
+            "batch": {"min": self.min_batch, "max": self.max_batch},
+            "preprocessing": config["preprocessing"],
+            **{name: config[name] for name in _CONFIG_ECHOES},
+            "mask_sha256": self.mask_sha256,
+            "source_checkpoint": self.source_checkpoint,
+            "source_checkpoint_sha256": self.source_checkpoint_sha256,
+            "model_config": config,
+            "opset": self.opset,
+            "exporter": dict(self.exporter),
+        }
+        if self.source_onnx is not None:
+            data |= {"source_onnx": self.source_onnx, "source_onnx_sha256": self.source_onnx_sha256}
+        if self.calibration is not None:
+            data["calibration"] = dataclasses.asdict(self.calibration)
+        if self.engine is not None:
+            engine = self.engine
+            data |= {
+                "profile": {"min": self.min_batch, "opt": engine.opt_batch, "max": self.max_batch},
+                "tensorrt_version": engine.tensorrt_version,
+                "gpu": {"name": engine.gpu_name, "compute_capability": list(engine.compute_capability)},
+                "hardware_compat": engine.hardware_compat,
+                "version_compatible": engine.version_compatible,
+                "builder_optimization_level": engine.builder_optimization_level,
+                "workspace_mib": engine.workspace_mib,
+                "build_seconds": engine.build_seconds,
+                "build_command": engine.build_command,
+            }
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> ArtifactFacts:
+        """Inverse of :meth:`to_dict`; keys it does not know (a manifest's own) are left aside.
+
+        Raises:
+            InputFileError: A fact is missing, malformed, or contradicts another; the message
+                names ``where`` and what is wrong.
+        """
+        if "format_version" not in data and "model_config" not in data:
+            raise InputFileError(
+                f"{where} does not record its serving facts (class names, input size, preprocessing, threshold): "
+                "it was not made by this toolkit; export it with python -m export.to_onnx"
+            )
+        try:
+            version = data["format_version"]
+            if not isinstance(version, int) or version > FORMAT_VERSION:
+                raise ConfigError(f"facts format version {version!r}; this toolkit reads up to {FORMAT_VERSION}")
+            config = ModelConfig.from_dict(data["model_config"])
+            echoes = {"preprocessing": data["preprocessing"], **{name: data[name] for name in _CONFIG_ECHOES}}
+            recorded = config.to_dict()
+            contradicted = sorted(name for name, value in echoes.items() if recorded[name] != value)
+            if contradicted:
+                raise ConfigError(f"its {', '.join(contradicted)} contradict its model config")
+            facts = cls(
+                precision=_text(data["precision"]),
+                class_names=tuple(_list(data["class_names"])),
+                config=config,
+                mask_sha256=_text(data["mask_sha256"]),
+                min_batch=_whole(data["batch"]["min"]),
+                max_batch=_whole(data["batch"]["max"]),
+                source_checkpoint=_text(data["source_checkpoint"]),
+                source_checkpoint_sha256=_text(data["source_checkpoint_sha256"]),
+                opset=_whole(data["opset"]),
+                exporter={str(k): str(v) for k, v in dict(data["exporter"]).items()},
+                input_name=_text(data["input"]["name"]),
+                output_name=_text(data["output"]["name"]),
+                source_onnx=_text(data["source_onnx"]) if "source_onnx" in data else None,
+                source_onnx_sha256=_text(data["source_onnx_sha256"]) if "source_onnx" in data else None,
+                calibration=_calibration(data["calibration"]) if "calibration" in data else None,
+                engine=_engine(data) if "tensorrt_version" in data else None,
+            )
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            problem = f"{exc.args[0]!r} is missing" if isinstance(exc, KeyError) else str(exc)
+            raise InputFileError(
+                f"{where} does not record valid artifact facts ({problem}); use artifacts made by "
+                "export.to_onnx, calibration.quantize or export.build_engine, and do not edit their facts"
+            ) from exc
+        return facts
+
+    def to_metadata(self) -> dict[str, str]:
+        """The facts as ONNX ``metadata_props``: each value JSON-encoded."""
+        return {key: json.dumps(value) for key, value in self.to_dict().items()}
+
+    @classmethod
+    def from_metadata(cls, pairs: Iterable[tuple[str, str]], where: str) -> ArtifactFacts:
+        """Inverse of :meth:`to_metadata`, from (key, value) pairs as ONNX or ONNX Runtime give them.
+
+        Raises:
+            InputFileError: As :meth:`from_dict`; also when a value is not JSON.
+        """
+        data = {}
+        for key, value in pairs:
+            try:
+                data[key] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise InputFileError(f"{where}: its metadata {key!r} is not JSON; the file was edited") from exc
+        return cls.from_dict(data, where)
+
+
+def _calibration(data: Mapping[str, Any]) -> CalibrationFacts:
+    return CalibrationFacts(_text(data["method"]), _whole(data["images"]), _text(data["files_sha256"]))
+
+
+def _engine(data: Mapping[str, Any]) -> EngineFacts:
+    capability = _list(data["gpu"]["compute_capability"])
+    if len(capability) != 2:
+        raise ValueError(f"compute capability {capability!r} is not (major, minor)")
+    return EngineFacts(
+        tensorrt_version=_text(data["tensorrt_version"]),
+        gpu_name=_text(data["gpu"]["name"]),
+        compute_capability=(_whole(capability[0], 0), _whole(capability[1], 0)),
+        opt_batch=_whole(data["profile"]["opt"]),
+        hardware_compat=_text(data["hardware_compat"]),
+        version_compatible=_flag(data["version_compatible"]),
+        builder_optimization_level=_whole(data["builder_optimization_level"], 0),
+        workspace_mib=_whole(data["workspace_mib"]),
+        build_seconds=float(data["build_seconds"]),
+        build_command=_text(data["build_command"]),
+    )
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not a non-empty string")
+    return value
+
+
+def _list(value: Any) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r} is not a list")
+    return value
+
+
+def _whole(value: Any, least: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{value!r} is not a whole number of at least {least}")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
+    return value

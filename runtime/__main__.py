@@ -1,0 +1,5 @@
+"""``python -m runtime``: see :mod:`runtime.commands`."""
+
+from .commands import main
+
+raise SystemExit(main())

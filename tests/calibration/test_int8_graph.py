@@ -1,0 +1,43 @@
+"""The INT8 graph an INT8 engine is built from: made from the FP32 graph, reused only when made from
+this source with this calibration and these limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from calibration.int8_graph import Calibration, int8_graph
+from core.errors import ConfigError
+from export.metadata import graph_precision
+from export.typed_graph import typed_graph
+from tests.helpers import FIXTURE_INT8_LIMITS, facts_of
+
+
+def test_the_int8_graph_is_made_beside_the_plan(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
+    calibration = Calibration(demo_data / "train", demo_data / "instances_train.json")
+    made = int8_graph(fp32_graph, tmp_path / "model.plan", calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    assert made == tmp_path / "model.int8.onnx" and graph_precision(onnx.load(str(made))) == "int8"
+    assert int8_graph(made, tmp_path / "other.plan", calibration) == made  # an INT8 graph is taken as it is
+    half = typed_graph(fp32_graph, "fp16", tmp_path / "model.plan")
+    with pytest.raises(ConfigError, match="is the fp16 graph; an INT8 graph is made from the FP32 graph"):
+        int8_graph(half, tmp_path / "model.plan", calibration)
+
+
+def test_an_int8_graph_of_other_calibration_settings_is_not_reused(
+    fp32_graph: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "model.plan"
+    minmax = Calibration(demo_data / "train", demo_data / "instances_train.json", "minmax")
+    made = int8_graph(fp32_graph, plan, minmax, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    written = made.stat().st_mtime_ns
+    assert int8_graph(fp32_graph, plan, minmax, tolerance_overrides=FIXTURE_INT8_LIMITS) == made
+    assert made.stat().st_mtime_ns == written
+    entropy = Calibration(minmax.data, minmax.annotations, "entropy")
+    with pytest.raises(ConfigError, match="with these settings"):
+        int8_graph(fp32_graph, plan, entropy, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    with pytest.raises(ConfigError, match="with these settings"):  # a gate passed at other limits
+        int8_graph(fp32_graph, plan, minmax, tolerance_overrides={**FIXTURE_INT8_LIMITS, "map_drop": 2})
+    int8_graph(fp32_graph, plan, entropy, tolerance_overrides=FIXTURE_INT8_LIMITS, force=True)
+    assert facts_of(made).calibration.method == "entropy"

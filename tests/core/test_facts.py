@@ -1,0 +1,115 @@
+"""The artifact-facts record: one layout written and read back, contradictions refused, the serving
+subset and its comparison, and the manifest around it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.config import ModelConfig
+from core.errors import ClassNamesMismatchError, ConfigError, InputFileError
+from core.facts import ArtifactFacts, CalibrationFacts, EngineFacts, ServingFacts, mask_sha256
+from core.manifest import manifest_path, publish, read_manifest, write_manifest
+
+NAMES = ("cat", "dog", "car")
+MASK = np.eye(3, dtype=bool)
+CONFIG = ModelConfig(num_classes=3, backbone="resnet18", image_size=64)
+FACTS = ArtifactFacts(
+    precision="fp32",
+    class_names=NAMES,
+    config=CONFIG,
+    mask_sha256=mask_sha256(MASK),
+    max_batch=8,
+    source_checkpoint="best.pt",
+    source_checkpoint_sha256="ab" * 32,
+    opset=18,
+    exporter={"torch": "2.14"},
+)
+ENGINE = EngineFacts("10.13.0", "NVIDIA H100", (9, 0), 4, "none", False, 3, 4096, 12.5, "python -m export.build_engine")
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        FACTS,
+        FACTS.made_into("int8", "model.onnx", "cd" * 32, CalibrationFacts("minmax", 100, "ef" * 32)),
+        FACTS.made_into("fp16", "model.onnx", "cd" * 32).built_into(
+            ENGINE, min_batch=2, max_batch=8, source_name="model.fp16.onnx", source_sha256="12" * 32
+        ),
+    ],
+)
+def test_every_kind_of_artifact_reads_back_what_it_wrote(facts: ArtifactFacts) -> None:
+    assert ArtifactFacts.from_dict(json.loads(json.dumps(facts.to_dict())), "x") == facts
+    assert ArtifactFacts.from_metadata(facts.to_metadata().items(), "x") == facts
+
+
+def test_the_serving_subset_names_what_differs_from_a_model() -> None:
+    model = ServingFacts.of_model(CONFIG, NAMES, MASK)
+    assert FACTS.serving().mismatches(model) == [] and FACTS.serving().max_batch == 8
+    model.require_same_model(FACTS.serving(), "model.onnx")
+    reordered = ServingFacts.of_model(CONFIG, ("dog", "cat", "car"), MASK)
+    with pytest.raises(ClassNamesMismatchError, match="records other class_names"):
+        model.require_same_model(reordered, "model.onnx")
+    other = ServingFacts.of_model(dataclasses.replace(CONFIG, decision_threshold=0.7), NAMES, ~MASK)
+    assert model.mismatches(other) == ["decision_threshold", "mask_sha256"]
+    with pytest.raises(ConfigError, match="records other decision_threshold, mask_sha256 than the checkpoint"):
+        model.require_same_model(other, "model.onnx")
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        ({"decision_threshold": 0.01}, "decision_threshold contradict its model config"),
+        ({"image_size": 32}, "image_size contradict its model config"),
+        ({"class_names": ["cat", "dog", "cat"]}, "repeated class names"),
+        ({"class_names": ["cat", "dog"]}, "2 class names for a model of 3 classes"),
+        ({"batch": {"min": 1, "max": -5}}, "is not a whole number of at least 1"),
+        ({"batch": {"min": 4, "max": 2}}, "is not 1 ≤ min ≤ max"),
+        ({"precision": "fp8"}, "precision 'fp8' is none of fp32, fp16, int8"),
+        ({"format_version": 2}, "reads up to 1"),
+        ({"mask_sha256": None}, "not a non-empty string"),
+    ],
+)
+def test_facts_that_contradict_each_other_are_refused(edit: dict, problem: str) -> None:
+    with pytest.raises(InputFileError, match=problem):
+        ArtifactFacts.from_dict({**FACTS.to_dict(), **edit}, "model.onnx.json")
+
+
+def test_a_plan_manifest_edit_is_refused() -> None:
+    plan = FACTS.built_into(ENGINE, min_batch=1, max_batch=8, source_name="m.onnx", source_sha256="1" * 64).to_dict()
+    with pytest.raises(InputFileError, match="not a whole number of at least 1"):
+        ArtifactFacts.from_dict({**plan, "profile": {"min": 1, "opt": 0, "max": 8}}, "m.plan.json")
+    with pytest.raises(InputFileError, match="compute capability"):
+        ArtifactFacts.from_dict({**plan, "gpu": {"name": "H100", "compute_capability": [9]}}, "m.plan.json")
+
+
+def test_a_file_without_facts_is_named_as_foreign() -> None:
+    with pytest.raises(InputFileError, match="does not record its serving facts.*not made by this toolkit"):
+        ArtifactFacts.from_metadata([], "foreign.onnx")
+    with pytest.raises(InputFileError, match="its metadata 'class_names' is not JSON"):
+        ArtifactFacts.from_metadata([*FACTS.to_metadata().items(), ("class_names", "[cat")], "edited.onnx")
+
+
+def test_the_manifest_describes_its_artifact_and_moves_in_after_it(tmp_path: Path) -> None:
+    staged, target = tmp_path / "staging.onnx", tmp_path / "model.onnx"
+    staged.write_bytes(b"graph bytes")
+    write_manifest(staged, FACTS, parity={"passed": True, "limits": {"prob_abs": 1e-4}}, force=False)
+    with pytest.raises(ConfigError, match="already exists"):
+        write_manifest(staged, FACTS, force=False)
+    publish(staged, target)
+    assert not staged.exists() and not manifest_path(staged).exists()
+    manifest = read_manifest(target)
+    assert manifest.facts == FACTS and manifest.artifact == "staging.onnx" and manifest.artifact_bytes == 11
+    assert manifest.describes(target) and manifest.gate_passed() and manifest.gate_passed({"prob_abs": 1e-4})
+    assert not manifest.gate_passed({"prob_abs": 1e-3})
+    target.write_bytes(b"other bytes")
+    assert not manifest.describes(target)
+    with pytest.raises(InputFileError, match="has no manifest"):
+        read_manifest(tmp_path / "missing.onnx")
+    manifest_path(target).write_text(json.dumps({**FACTS.to_dict(), "artifact": "model.onnx"}))
+    with pytest.raises(InputFileError, match="not a manifest written by this toolkit"):
+        read_manifest(target)
