@@ -9,7 +9,6 @@ calibration (method and image fingerprint), and its manifest shows a gate passed
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +17,10 @@ from core.facts import CalibrationFacts
 from core.files import sha256_file
 from export.metadata import read_graph
 from export.parity import tolerances
-from export.typed_graph import reusable, typed_graph_path
+from export.typed_graph import reuse, typed_graph_path
 
 from .data import calibration_set
 from .quantize import DEFAULT_PERCENTILE, method_spec, quantize_int8
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,7 @@ def int8_graph(
     if facts.precision != "fp32":
         raise ConfigError(f"{source} is the {facts.precision} graph; an INT8 graph is made from the FP32 graph")
     target = typed_graph_path(plan, "int8")
-    if target.exists():
+    if target.exists():  # hashing the calibration images is worth it only when a graph may be reused
         chosen = calibration_set(calibration.data, facts.class_names, annotations=calibration.annotations)
         wanted = {
             "source_onnx_sha256": sha256_file(source),
@@ -69,14 +66,8 @@ def int8_graph(
             ),
         }
         limits = dataclasses.asdict(tolerances("int8", tolerance_overrides))
-        if reusable(target, wanted, limits):
-            logger.info("reusing %s, made from this %s", target, source.name)
+        if reuse(target, source, wanted, limits, force=force):
             return target
-        if not force:
-            raise ConfigError(
-                f"{target} exists but was not made from {source} with these settings (calibration, limits); "
-                "pass --force to replace it"
-            )
     try:
         quantize_int8(
             source,

@@ -3,9 +3,10 @@
 Every artifact the toolkit builds (ONNX graph, typed graph, TensorRT plan) records the same facts:
 the class order of its outputs, the model config (input size, preprocessing, decision threshold,
 mask), the batch range, its tensor names, its precision and where it came from. ONNX graphs carry
-them in ``metadata_props`` (one JSON value per key), every artifact in the manifest beside it
-(``core.manifest``). :class:`ArtifactFacts` is the one reader and writer of that layout;
-:class:`ServingFacts` is the subset a prediction depends on, and its comparison names what differs.
+them in ``metadata_props`` (one entry per fact: text as it is, anything else as JSON), every
+artifact in the manifest beside it (``core.manifest``). :class:`ArtifactFacts` is the one reader
+and writer of that layout; :class:`ServingFacts` is the subset a prediction depends on, and its
+comparison names what differs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ModelConfig, validate_class_names
+from .config import ModelConfig, Preprocessing, validate_class_names
 from .errors import ClassNamesMismatchError, ConfigError, InputFileError
 
 FORMAT_VERSION = 1
@@ -27,6 +28,21 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 HARDWARE_COMPAT: tuple[str, ...] = ("none", "ampere+")
 # Config values every artifact also records at the top level, for readers without this toolkit.
 _CONFIG_ECHOES = ("image_size", "decision_threshold", "mask_mode", "mask_threshold")
+# Facts whose values are text: ONNX metadata holds them as they are, everything else as JSON.
+_TEXT_FACTS = frozenset(
+    {
+        "precision",
+        "mask_mode",
+        "mask_sha256",
+        "source_checkpoint",
+        "source_checkpoint_sha256",
+        "source_onnx",
+        "source_onnx_sha256",
+        "tensorrt_version",
+        "hardware_compat",
+        "build_command",
+    }
+)
 
 
 def mask_sha256(mask: np.ndarray) -> str:
@@ -69,7 +85,7 @@ class ServingFacts:
         return self.config.image_size
 
     @property
-    def preprocessing(self):
+    def preprocessing(self) -> Preprocessing:
         return self.config.preprocessing
 
     @property
@@ -158,7 +174,7 @@ class ArtifactFacts:
         source_checkpoint: The checkpoint it was exported from.
         source_checkpoint_sha256: That checkpoint's sha256.
         opset: ONNX opset of the export.
-        exporter: Versions of the tools that exported it (torch, onnx, onnxscript).
+        exporter: Versions of the tools that exported it, as sorted (tool, version) pairs.
         input_name: Name of the image input, [batch, 3, S, S] float32.
         output_name: Name of the logits output, [batch, N] float32.
         source_onnx: For a graph made from another graph, or a plan: the graph it was made from.
@@ -178,7 +194,7 @@ class ArtifactFacts:
     source_checkpoint: str
     source_checkpoint_sha256: str
     opset: int
-    exporter: Mapping[str, str]
+    exporter: tuple[tuple[str, str], ...]
     min_batch: int = 1
     input_name: str = "images"
     output_name: str = "logits"
@@ -189,6 +205,7 @@ class ArtifactFacts:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", validate_class_names(self.class_names, "the artifact's class names"))
+        object.__setattr__(self, "exporter", tuple(sorted(dict(self.exporter).items())))
         problems = [
             (self.precision in PRECISIONS, f"precision {self.precision!r} is none of {', '.join(PRECISIONS)}"),
             (
@@ -325,7 +342,7 @@ class ArtifactFacts:
                 source_checkpoint=_text(data["source_checkpoint"]),
                 source_checkpoint_sha256=_text(data["source_checkpoint_sha256"]),
                 opset=_whole(data["opset"]),
-                exporter={str(k): str(v) for k, v in dict(data["exporter"]).items()},
+                exporter=tuple((str(k), str(v)) for k, v in dict(data["exporter"]).items()),
                 input_name=_text(data["input"]["name"]),
                 output_name=_text(data["output"]["name"]),
                 source_onnx=_text(data["source_onnx"]) if "source_onnx" in data else None,
@@ -342,20 +359,20 @@ class ArtifactFacts:
         return facts
 
     def to_metadata(self) -> dict[str, str]:
-        """The facts as ONNX ``metadata_props``: each value JSON-encoded."""
-        return {key: json.dumps(value) for key, value in self.to_dict().items()}
+        """The facts as ONNX ``metadata_props``: text facts as they are, the others JSON-encoded."""
+        return {key: value if key in _TEXT_FACTS else json.dumps(value) for key, value in self.to_dict().items()}
 
     @classmethod
     def from_metadata(cls, pairs: Iterable[tuple[str, str]], where: str) -> ArtifactFacts:
         """Inverse of :meth:`to_metadata`, from (key, value) pairs as ONNX or ONNX Runtime give them.
 
         Raises:
-            InputFileError: As :meth:`from_dict`; also when a value is not JSON.
+            InputFileError: As :meth:`from_dict`; also when a value that should be JSON is not.
         """
         data = {}
         for key, value in pairs:
             try:
-                data[key] = json.loads(value)
+                data[key] = value if key in _TEXT_FACTS else json.loads(value)
             except json.JSONDecodeError as exc:
                 raise InputFileError(f"{where}: its metadata {key!r} is not JSON; the file was edited") from exc
         return cls.from_dict(data, where)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, InputFileError
 
 _CHUNK = 1 << 20
 
@@ -80,6 +80,21 @@ def write_text(path: str | os.PathLike, text: str, *, force: bool = True) -> Pat
 def write_json(path: str | os.PathLike, document: Any, *, force: bool = True, indent: int | None = 2) -> Path:
     """Writes ``document`` as JSON to ``path`` atomically."""
     return write_text(path, json.dumps(document, indent=indent), force=force)
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """The JSON document at ``path``.
+
+    Raises:
+        InputFileError: It is missing (named as ``what``) or not readable JSON.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InputFileError(f"{what} not found: {path}") from exc
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{path}: not readable JSON ({exc})") from exc
 
 
 def sha256_file(path: str | os.PathLike) -> str:

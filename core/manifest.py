@@ -7,7 +7,6 @@ written only once its artifact is complete and gated, and moved into place after
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,11 +15,12 @@ from typing import Any
 
 from .errors import InputFileError
 from .facts import ArtifactFacts
-from .files import sha256_file, write_json
+from .files import read_json, sha256_file, write_json
 
 MANIFEST_SUFFIX = ".json"
-# Keys a manifest adds to its artifact's facts.
-_OWN_KEYS = ("artifact", "artifact_sha256", "artifact_bytes", "parity", "calibration_set")
+# Keys a manifest adds to its artifact's facts; an INT8 graph's also adds these to its calibration facts.
+_OWN_KEYS = ("artifact", "artifact_sha256", "artifact_bytes", "parity")
+_CALIBRATION_SET_KEYS = ("coverage", "warnings")
 
 
 def manifest_path(artifact: str | os.PathLike) -> Path:
@@ -41,7 +41,7 @@ class Manifest:
         parity: The report of the parity gate it passed (as ``export.parity.ParityReport.to_dict``
             writes it, plus what it was measured against), or None.
         calibration_set: For INT8 graphs: per-class coverage of the calibration images and the
-            warnings about them.
+            warnings about them (recorded beside the calibration facts).
     """
 
     facts: ArtifactFacts
@@ -70,8 +70,8 @@ class Manifest:
         }
         if self.parity is not None:
             document["parity"] = dict(self.parity)
-        if self.calibration_set is not None:
-            document["calibration_set"] = dict(self.calibration_set)
+        if self.calibration_set is not None:  # beside the INT8 graph's calibration facts
+            document["calibration"] = {**document["calibration"], **self.calibration_set}
         return document
 
 
@@ -96,15 +96,12 @@ def read_manifest(artifact: str | os.PathLike) -> Manifest:
         InputFileError: There is none, or it is not a manifest this toolkit wrote.
     """
     path = manifest_path(artifact)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise InputFileError(f"{Path(artifact).name} has no manifest {path.name} beside it") from exc
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path}: not readable JSON ({exc})") from exc
+    document = read_json(path, f"the manifest of {Path(artifact).name}")
     if not isinstance(document, dict):
         raise InputFileError(f"{path}: not a manifest written by this toolkit")
     facts = ArtifactFacts.from_dict(document, str(path))
+    calibration = document.get("calibration") or {}  # a mapping: the facts above were read from it
+    calibration_set = {key: calibration[key] for key in _CALIBRATION_SET_KEYS if key in calibration}
     try:
         own = {key: document[key] for key in _OWN_KEYS if key in document}
         manifest = Manifest(
@@ -113,7 +110,7 @@ def read_manifest(artifact: str | os.PathLike) -> Manifest:
             str(own["artifact_sha256"]),
             int(own["artifact_bytes"]),
             own.get("parity"),
-            own.get("calibration_set"),
+            calibration_set or None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputFileError(f"{path}: not a manifest written by this toolkit (no {exc})") from exc

@@ -13,7 +13,6 @@ GPU with this TensorRT version; any other is set aside (renamed ``F.set-aside``)
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shlex
@@ -22,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import cli
-from core.errors import ConfigError, MissingDependencyError
+from core.errors import ConfigError, InputFileError, MissingDependencyError
 from core.facts import HARDWARE_COMPAT, PRECISIONS, EngineFacts
-from core.files import sha256_file, write_bytes, write_json
+from core.files import read_json, sha256_file, write_bytes, write_json
 from core.manifest import manifest_path, write_manifest
 from runtime.plan_rules import timing_cache_problem
 from runtime.tensorrt_env import Machine, this_machine
@@ -90,10 +89,9 @@ def load_timing_cache(path: Path | None, machine: Machine) -> bytes:
     """The timing cache's bytes when it was measured here; otherwise b"" (a stale one set aside)."""
     if path is None or not path.exists():
         return b""
-    sidecar = manifest_path(path)
     try:
-        measured_on = Machine.from_dict(json.loads(sidecar.read_text())) if sidecar.is_file() else None
-    except ValueError:
+        measured_on = Machine.from_dict(read_json(manifest_path(path)))
+    except InputFileError:  # no sidecar, or not JSON
         measured_on = None
     problem = timing_cache_problem(measured_on, machine)
     if problem is None:

@@ -33,7 +33,7 @@ def artifact_facts(
         source_checkpoint=str(checkpoint),
         source_checkpoint_sha256=sha256_file(checkpoint),
         opset=opset,
-        exporter={"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__},
+        exporter=(("onnx", onnx.__version__), ("onnxscript", onnxscript.__version__), ("torch", torch.__version__)),
     )
 
 

@@ -4,7 +4,7 @@ TensorRT 11 builds strongly typed networks only, so an engine's precision is the
 already of the requested precision is taken as it is; from the FP32 graph the FP16 graph is made
 here, checked, gated against the FP32 graph and written with a manifest. The INT8 graph is made by
 ``calibration`` (it needs calibration images; ``calibration.int8_graph`` applies the same reuse
-rules). A typed graph left by an earlier run is reused only when :func:`reusable` says so.
+rules). A typed graph left by an earlier run is reused only when :func:`reuse` says so.
 """
 
 from __future__ import annotations
@@ -38,16 +38,31 @@ def typed_graph_path(plan: Path, precision: str) -> Path:
     return plan.with_name(stem + ("" if stem.endswith(f".{precision}") else f".{precision}") + ".onnx")
 
 
-def reusable(target: Path, wanted: Mapping[str, Any], limits: Mapping[str, float]) -> bool:
-    """Whether the typed graph ``target`` records the ``wanted`` facts (``ArtifactFacts`` field →
-    value) and has an intact manifest whose gate passed at exactly ``limits``."""
-    try:
-        _, facts = read_graph(target)
-        manifest = read_manifest(target)
-    except InputFileError:
+def reuse(target: Path, source: Path, wanted: Mapping[str, Any], limits: Mapping[str, float], *, force: bool) -> bool:
+    """Whether the typed graph ``target`` may be reused: it records the ``wanted`` facts
+    (``ArtifactFacts`` field → value) and has an intact manifest whose gate passed at exactly
+    ``limits``. False when it is absent, or when ``force`` lets it be replaced.
+
+    Raises:
+        ConfigError: Another graph is in the way and ``force`` is not given.
+    """
+    if not target.exists():
         return False
-    recorded = {name: getattr(facts, name) for name in wanted}
-    return recorded == dict(wanted) and manifest.describes(target) and manifest.gate_passed(limits)
+    try:
+        _, facts = read_graph(target, weights=False)
+        manifest = read_manifest(target)
+        recorded = {name: getattr(facts, name) for name in wanted}
+        if recorded == dict(wanted) and manifest.describes(target) and manifest.gate_passed(limits):
+            logger.info("reusing %s, made from this %s", target, source.name)
+            return True
+    except InputFileError:
+        pass  # unreadable or incomplete: made again, like any other graph in the way
+    if not force:
+        raise ConfigError(
+            f"{target} exists but was not made from {source} with these settings (limits, and for INT8 the "
+            "calibration); pass --force to replace it"
+        )
+    return False
 
 
 def typed_graph(
@@ -83,16 +98,8 @@ def typed_graph(
         )
     source_sha = sha256_file(source)
     limits = dataclasses.asdict(tolerances(precision, tolerance_overrides))
-    if target.exists():
-        if reusable(target, {"source_onnx_sha256": source_sha, "precision": precision}, limits):
-            logger.info("reusing %s, made from this %s", target, source.name)
-            return target
-        if not force:
-            raise ConfigError(
-                f"{target} exists but was not made from {source} with these settings (limits); "
-                "pass --force to replace it"
-            )
-    _write_fp16(source, source_sha, graph, facts, target, tolerance_overrides)
+    if not reuse(target, source, {"source_onnx_sha256": source_sha, "precision": precision}, limits, force=force):
+        _write_fp16(source, source_sha, graph, facts, target, tolerance_overrides)
     return target
 
 

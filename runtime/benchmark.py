@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core.errors import ConfigError
+from core.preprocessing import image_files
 
 from .measure import Samples, peak_memory
 from .predictor import Predictor
@@ -60,7 +61,7 @@ def benchmark(
     torch_fp16: bool = False,
     bare_onnxruntime: bool = False,
     include_preprocessing: bool = False,
-    images: Sequence[Path] | None = None,
+    images: str | os.PathLike | Sequence[Path] | None = None,
     warmup: int = 2,
     iterations: int = 5,
     rounds: int = 3,
@@ -74,7 +75,8 @@ def benchmark(
         torch_fp16: Also run each ``.pt`` with FP16 autocast (CUDA).
         bare_onnxruntime: Also run each ``.onnx`` in a bare ``InferenceSession``.
         include_preprocessing: Also time ``Predictor.predict`` on JPEG files.
-        images: The JPEG files for ``include_preprocessing`` (default: generated ones).
+        images: The JPEG files for ``include_preprocessing``, or a folder of them (default: generated
+            ones).
         warmup: Untimed calls per candidate and batch size.
         iterations: Timed calls per candidate, batch size and round.
         rounds: Interleaved rounds.
@@ -87,6 +89,8 @@ def benchmark(
     if images is not None and not include_preprocessing:
         raise ConfigError("images are timed with include_preprocessing")
     artifacts = [Path(a) for a in artifacts]
+    if isinstance(images, str | os.PathLike):
+        images = image_files(images)
     settings = {
         "artifacts": [str(a) for a in artifacts],
         "batch_sizes": list(batch_sizes),
@@ -95,7 +99,7 @@ def benchmark(
         "torch_fp16": torch_fp16,
         "bare_onnxruntime": bare_onnxruntime,
         "include_preprocessing": include_preprocessing,
-        "images": None if images is None else len(images),
+        "images": None if images is None else [str(p) for p in images],
         "warmup": warmup,
         "iterations": iterations,
         "rounds": rounds,

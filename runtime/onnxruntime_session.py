@@ -11,6 +11,7 @@ FP32 graph must give FP32 numbers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from types import ModuleType
@@ -88,12 +89,17 @@ def load_session(path: str | os.PathLike, *, device: str = "auto", threads: int 
 
 @contextlib.contextmanager
 def onnxruntime_errors(what: str, error: type[Exception] = InferenceError) -> Iterator[None]:
-    """Maps ONNX Runtime's own exceptions (they derive from Exception only) to ``error``, with the
-    first line of ONNX Runtime's message after ``what``."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    errors = tuple(v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
+    """Maps ONNX Runtime's own exceptions to ``error``, with the first line of ONNX Runtime's message
+    after ``what``."""
     try:
         yield
-    except errors as exc:
+    except _onnxruntime_exceptions() as exc:
         raise error(f"{what} ({str(exc).splitlines()[0]})") from exc
+
+
+@functools.cache
+def _onnxruntime_exceptions() -> tuple[type[Exception], ...]:
+    """ONNX Runtime's exception types (they derive from Exception only, one per status code)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))

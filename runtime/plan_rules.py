@@ -45,7 +45,7 @@ def read_plan_manifest(plan: str | os.PathLike) -> Manifest:
     try:
         manifest = read_manifest(plan)
     except InputFileError as exc:
-        raise InputFileError(f"{path}: not a plan manifest written by export.build_engine ({exc})") from exc
+        raise InputFileError(f"not a plan manifest written by export.build_engine: {exc}") from exc
     if manifest.facts.engine is None:
         raise InputFileError(f"{path}: not a plan manifest written by export.build_engine (it records no build)")
     return manifest

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.errors import ConfigError, InputFileError
+from core.files import read_json
 from core.scores import sigmoid
 
 
@@ -89,13 +88,7 @@ def read_thresholds(path: str | os.PathLike) -> dict[str, float]:
     Raises:
         InputFileError: It is missing, not JSON, or not an object of numbers.
     """
-    path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise InputFileError(f"thresholds file not found: {path}") from exc
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path}: not readable JSON ({exc})") from exc
+    document = read_json(path, "thresholds file")
     if not isinstance(document, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in document.values()
     ):

@@ -2,8 +2,9 @@
 
 Every import counts, lazy ones inside functions included. The layers are DESIGN.md's: each package
 may import only the packages listed for it below (``core`` none of them, and no torch); runtime may
-import ``models`` only lazily and only for the torch backend; no module imports another package's
-private (``_name``) module or name. Exit 0 when the graph is acyclic and every edge is allowed, else 1.
+import ``models`` and torch only lazily (inside a function) and only in the torch backend; no module
+imports another package's private (``_name``) module or name. Exit 0 when the graph is acyclic and
+every edge is allowed, else 1.
 
     python scripts/import_graph.py
 """
@@ -26,27 +27,33 @@ ALLOWED = {
     "calibration": {"core", "models", "runtime", "export"},
     "pipeline": {"core", "models", "runtime", "export", "calibration"},
 }
-# The one module of ``runtime`` that may import ``models`` (lazily): the torch backend.
-RUNTIME_TO_MODELS = {"runtime/torch_runner.py"}
+# The one module of ``runtime`` that may import ``models`` or torch, and only lazily: the torch backend.
+TORCH_BACKEND = "runtime/torch_runner.py"
 TORCH = {"torch", "torchvision"}
 
 
 def imports(path: Path, root: Path) -> list[tuple[str, bool, int]]:
-    """(imported module, imported at module level?, line) for every import in ``path``."""
+    """(imported module, imported at import time (not inside a function)?, line) for every import."""
     tree = ast.parse(path.read_text(), str(path))
     package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
-    top_level = {id(node) for node in tree.body}
+    in_function = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        for inner in ast.walk(node)
+    }
     found = []
     for node in ast.walk(tree):
+        eager = id(node) not in in_function
         if isinstance(node, ast.Import):
-            found += [(alias.name, id(node) in top_level, node.lineno) for alias in node.names]
+            found += [(alias.name, eager, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: resolved against this module's package
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*parts, base] if base else parts)
             names = [f"{base}.{alias.name}" for alias in node.names]  # a submodule or a name in base
-            found += [(name, id(node) in top_level, node.lineno) for name in names]
+            found += [(name, eager, node.lineno) for name in names]
     return found
 
 
@@ -56,18 +63,19 @@ def main(root: Path = ROOT) -> int:
     for package in ALLOWED:
         for path in sorted((root / package).rglob("*.py")):
             where = path.relative_to(root).as_posix()
-            for module, at_top, line in imports(path, root):
+            for module, eager, line in imports(path, root):
                 parts = module.split(".")
                 target = parts[0]
                 if package == "core" and target in TORCH:
                     problems.append(f"{where}:{line}: core imports {target}")
+                torch_backend_only = target in TORCH or target == "models"
+                if package == "runtime" and torch_backend_only and (eager or where != TORCH_BACKEND):
+                    problems.append(f"{where}:{line}: runtime imports {module} outside the torch backend's lazy import")
                 if target not in ALLOWED or target == package:
                     continue
                 edges[package].add(target)
                 if target not in ALLOWED[package]:
                     problems.append(f"{where}:{line}: {package} imports {module}, above it")
-                if package == "runtime" and target == "models" and (at_top or where not in RUNTIME_TO_MODELS):
-                    problems.append(f"{where}:{line}: runtime imports {module} outside the torch backend's lazy import")
                 if any(part.startswith("_") and not part.startswith("__") for part in parts[1:]):
                     problems.append(f"{where}:{line}: imports another package's private name {module}")
     for package in ALLOWED:

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from core.files import write_json, write_text
-from core.preprocessing import image_files
 
 from ..backends import BACKENDS
 from ..benchmark import benchmark, markdown
@@ -48,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
         torch_fp16=args.torch_fp16,
         bare_onnxruntime=args.bare_onnxruntime,
         include_preprocessing=args.include_preprocessing,
-        images=None if args.images is None else image_files(args.images),
+        images=args.images,
         warmup=args.warmup,
         iterations=args.iterations,
         rounds=args.rounds,

@@ -3,6 +3,7 @@ this source with this calibration and these limits."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import onnx
@@ -10,6 +11,7 @@ import pytest
 
 from calibration.int8_graph import Calibration, int8_graph
 from core.errors import ConfigError
+from core.files import sha256_file
 from export.metadata import graph_precision
 from export.typed_graph import typed_graph
 from tests.helpers import FIXTURE_INT8_LIMITS, facts_of
@@ -41,3 +43,21 @@ def test_an_int8_graph_of_other_calibration_settings_is_not_reused(
         int8_graph(fp32_graph, plan, minmax, tolerance_overrides={**FIXTURE_INT8_LIMITS, "map_drop": 2})
     int8_graph(fp32_graph, plan, entropy, tolerance_overrides=FIXTURE_INT8_LIMITS, force=True)
     assert facts_of(made).calibration.method == "entropy"
+
+
+def test_a_changed_source_or_image_set_is_not_reused(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "model.plan"
+    calibration = Calibration(tmp_path / "data" / "train", tmp_path / "data" / "instances_train.json")
+    shutil.copytree(demo_data, tmp_path / "data")
+    made = int8_graph(fp32_graph, plan, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    changed = tmp_path / "changed.onnx"
+    graph = onnx.load(str(fp32_graph))
+    graph.doc_string = "re-exported"
+    onnx.save(graph, str(changed))
+    with pytest.raises(ConfigError, match="was not made from .*changed.onnx with these settings"):
+        int8_graph(changed, plan, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    first, second = sorted(calibration.data.iterdir())[:2]
+    first.write_bytes(second.read_bytes())  # same names, another image: another fingerprint
+    with pytest.raises(ConfigError, match="with these settings"):
+        int8_graph(fp32_graph, plan, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    assert facts_of(made).source_onnx_sha256 == sha256_file(fp32_graph)

@@ -27,7 +27,7 @@ FACTS = ArtifactFacts(
     source_checkpoint="best.pt",
     source_checkpoint_sha256="ab" * 32,
     opset=18,
-    exporter={"torch": "2.14"},
+    exporter={"torch": "2.14", "onnx": "1.19"},
 )
 ENGINE = EngineFacts("10.13.0", "NVIDIA H100", (9, 0), 4, "none", False, 3, 4096, 12.5, "python -m export.build_engine")
 
@@ -45,6 +45,14 @@ ENGINE = EngineFacts("10.13.0", "NVIDIA H100", (9, 0), 4, "none", False, 3, 4096
 def test_every_kind_of_artifact_reads_back_what_it_wrote(facts: ArtifactFacts) -> None:
     assert ArtifactFacts.from_dict(json.loads(json.dumps(facts.to_dict())), "x") == facts
     assert ArtifactFacts.from_metadata(facts.to_metadata().items(), "x") == facts
+
+
+def test_onnx_metadata_keeps_the_layout_earlier_versions_wrote() -> None:
+    metadata = FACTS.to_metadata()
+    # Text as text, the rest as JSON: what the previous version wrote, and what other readers parse.
+    assert metadata["precision"] == "fp32" and metadata["mask_sha256"] == FACTS.mask_sha256
+    assert json.loads(metadata["class_names"]) == list(NAMES) and json.loads(metadata["batch"]) == {"min": 1, "max": 8}
+    assert FACTS.exporter == (("onnx", "1.19"), ("torch", "2.14")) and hash(FACTS)  # frozen through and through
 
 
 def test_the_serving_subset_names_what_differs_from_a_model() -> None:
@@ -90,8 +98,20 @@ def test_a_plan_manifest_edit_is_refused() -> None:
 def test_a_file_without_facts_is_named_as_foreign() -> None:
     with pytest.raises(InputFileError, match="does not record its serving facts.*not made by this toolkit"):
         ArtifactFacts.from_metadata([], "foreign.onnx")
-    with pytest.raises(InputFileError, match="its metadata 'class_names' is not JSON"):
+    with pytest.raises(InputFileError, match="its metadata 'class_names' is not JSON; the file was edited"):
         ArtifactFacts.from_metadata([*FACTS.to_metadata().items(), ("class_names", "[cat")], "edited.onnx")
+
+
+def test_an_int8_manifest_records_its_calibration_set_beside_the_calibration_facts(tmp_path: Path) -> None:
+    graph = tmp_path / "model.int8.onnx"
+    graph.write_bytes(b"int8 graph")
+    facts = FACTS.made_into("int8", "model.onnx", "cd" * 32, CalibrationFacts("minmax", 2, "ef" * 32))
+    coverage = {"coverage": {"cat": 2, "dog": 0, "car": 1}, "warnings": ["1 classes have no calibration image: dog"]}
+    write_manifest(graph, facts, calibration_set=coverage, force=True)
+    recorded = json.loads(manifest_path(graph).read_text())["calibration"]
+    assert recorded == {"method": "minmax", "images": 2, "files_sha256": "ef" * 32, **coverage}  # the layout so far
+    manifest = read_manifest(graph)
+    assert manifest.facts == facts and manifest.calibration_set == coverage
 
 
 def test_the_manifest_describes_its_artifact_and_moves_in_after_it(tmp_path: Path) -> None:
@@ -108,7 +128,7 @@ def test_the_manifest_describes_its_artifact_and_moves_in_after_it(tmp_path: Pat
     assert not manifest.gate_passed({"prob_abs": 1e-3})
     target.write_bytes(b"other bytes")
     assert not manifest.describes(target)
-    with pytest.raises(InputFileError, match="has no manifest"):
+    with pytest.raises(InputFileError, match="the manifest of missing.onnx not found"):
         read_manifest(tmp_path / "missing.onnx")
     manifest_path(target).write_text(json.dumps({**FACTS.to_dict(), "artifact": "model.onnx"}))
     with pytest.raises(InputFileError, match="not a manifest written by this toolkit"):

@@ -57,7 +57,7 @@ def test_metadata_and_manifest_record_the_same_facts(exported: Path, trained_che
     assert facts.mask_sha256 == mask_sha256(model.mask.numpy())
     assert facts.source_checkpoint_sha256 == sha256_file(trained_checkpoint)
     assert (facts.min_batch, facts.max_batch) == (1, 8)
-    assert set(facts.exporter) == {"torch", "onnx", "onnxscript"}
+    assert set(dict(facts.exporter)) == {"torch", "onnx", "onnxscript"}
     assert manifest.describes(exported) and manifest.artifact_bytes == exported.stat().st_size
     assert manifest.gate_passed() and manifest.parity["figures"]["logits_max_rel"] < 1e-4
     # Readers without this toolkit (Triton tooling, jq) find the serving facts at the top level.
