@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._values import flag, json_list, text, whole
 from .config import ModelConfig, Preprocessing, validate_class_names
 from .errors import ClassNamesMismatchError, ConfigError, InputFileError
 
@@ -333,20 +334,20 @@ class ArtifactFacts:
             if contradicted:
                 raise ConfigError(f"its {', '.join(contradicted)} contradict its model config")
             facts = cls(
-                precision=_text(data["precision"]),
-                class_names=tuple(_list(data["class_names"])),
+                precision=text(data["precision"]),
+                class_names=tuple(json_list(data["class_names"])),
                 config=config,
-                mask_sha256=_text(data["mask_sha256"]),
-                min_batch=_whole(data["batch"]["min"]),
-                max_batch=_whole(data["batch"]["max"]),
-                source_checkpoint=_text(data["source_checkpoint"]),
-                source_checkpoint_sha256=_text(data["source_checkpoint_sha256"]),
-                opset=_whole(data["opset"]),
+                mask_sha256=text(data["mask_sha256"]),
+                min_batch=whole(data["batch"]["min"]),
+                max_batch=whole(data["batch"]["max"]),
+                source_checkpoint=text(data["source_checkpoint"]),
+                source_checkpoint_sha256=text(data["source_checkpoint_sha256"]),
+                opset=whole(data["opset"]),
                 exporter=tuple((str(k), str(v)) for k, v in dict(data["exporter"]).items()),
-                input_name=_text(data["input"]["name"]),
-                output_name=_text(data["output"]["name"]),
-                source_onnx=_text(data["source_onnx"]) if "source_onnx" in data else None,
-                source_onnx_sha256=_text(data["source_onnx_sha256"]) if "source_onnx" in data else None,
+                input_name=text(data["input"]["name"]),
+                output_name=text(data["output"]["name"]),
+                source_onnx=text(data["source_onnx"]) if "source_onnx" in data else None,
+                source_onnx_sha256=text(data["source_onnx_sha256"]) if "source_onnx" in data else None,
                 calibration=_calibration(data["calibration"]) if "calibration" in data else None,
                 engine=_engine(data) if "tensorrt_version" in data else None,
             )
@@ -379,46 +380,22 @@ class ArtifactFacts:
 
 
 def _calibration(data: Mapping[str, Any]) -> CalibrationFacts:
-    return CalibrationFacts(_text(data["method"]), _whole(data["images"]), _text(data["files_sha256"]))
+    return CalibrationFacts(text(data["method"]), whole(data["images"]), text(data["files_sha256"]))
 
 
 def _engine(data: Mapping[str, Any]) -> EngineFacts:
-    capability = _list(data["gpu"]["compute_capability"])
+    capability = json_list(data["gpu"]["compute_capability"])
     if len(capability) != 2:
         raise ValueError(f"compute capability {capability!r} is not (major, minor)")
     return EngineFacts(
-        tensorrt_version=_text(data["tensorrt_version"]),
-        gpu_name=_text(data["gpu"]["name"]),
-        compute_capability=(_whole(capability[0], 0), _whole(capability[1], 0)),
-        opt_batch=_whole(data["profile"]["opt"]),
-        hardware_compat=_text(data["hardware_compat"]),
-        version_compatible=_flag(data["version_compatible"]),
-        builder_optimization_level=_whole(data["builder_optimization_level"], 0),
-        workspace_mib=_whole(data["workspace_mib"]),
+        tensorrt_version=text(data["tensorrt_version"]),
+        gpu_name=text(data["gpu"]["name"]),
+        compute_capability=(whole(capability[0], 0), whole(capability[1], 0)),
+        opt_batch=whole(data["profile"]["opt"]),
+        hardware_compat=text(data["hardware_compat"]),
+        version_compatible=flag(data["version_compatible"]),
+        builder_optimization_level=whole(data["builder_optimization_level"], 0),
+        workspace_mib=whole(data["workspace_mib"]),
         build_seconds=float(data["build_seconds"]),
-        build_command=_text(data["build_command"]),
+        build_command=text(data["build_command"]),
     )
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{value!r} is not a non-empty string")
-    return value
-
-
-def _list(value: Any) -> list:
-    if not isinstance(value, list):
-        raise ValueError(f"{value!r} is not a list")
-    return value
-
-
-def _whole(value: Any, least: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{value!r} is not a whole number of at least {least}")
-    return value
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{value!r} is not true or false")
-    return value
