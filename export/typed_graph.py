@@ -39,9 +39,10 @@ def typed_graph_path(plan: Path, precision: str) -> Path:
 
 
 def reuse(target: Path, source: Path, wanted: Mapping[str, Any], limits: Mapping[str, float], *, force: bool) -> bool:
-    """Whether the typed graph ``target`` may be reused: it records the ``wanted`` facts
-    (``ArtifactFacts`` field → value) and has an intact manifest whose gate passed at exactly
-    ``limits``. False when it is absent, or when ``force`` lets it be replaced.
+    """Whether the graph ``target`` left by an earlier run may be reused: it records the ``wanted``
+    facts (``ArtifactFacts`` field → value; ``source`` is what they name) and has an intact manifest
+    whose gate passed at exactly ``limits``. False when it is absent, or when ``force`` lets it be
+    replaced.
 
     Raises:
         ConfigError: Another graph is in the way and ``force`` is not given.
@@ -82,7 +83,7 @@ def typed_graph(
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    graph, facts = read_graph(source)
+    _, facts = read_graph(source, weights=False)
     if facts.precision == precision:
         return source
     if facts.precision != "fp32":
@@ -99,7 +100,7 @@ def typed_graph(
     source_sha = sha256_file(source)
     limits = dataclasses.asdict(tolerances(precision, tolerance_overrides))
     if not reuse(target, source, {"source_onnx_sha256": source_sha, "precision": precision}, limits, force=force):
-        _write_fp16(source, source_sha, graph, facts, target, tolerance_overrides)
+        _write_fp16(source, source_sha, read_graph(source)[0], facts, target, tolerance_overrides)
     return target
 
 

@@ -9,6 +9,7 @@ few held-out images through ``runtime.Predictor`` → benchmark of every backend
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -20,9 +21,8 @@ from typing import Any
 import numpy as np
 
 from core import cli
-from core.errors import ConfigError, DeployError, InputFileError, MissingDependencyError, ParityError
+from core.errors import ConfigError, DeployError, MissingDependencyError, ParityError
 from core.files import sha256_file, write_json, write_text
-from core.manifest import read_manifest
 from export.parity import ParityReport
 from models.checkpoint import MASK_KEY, load_model, read_checkpoint
 from models.coco import read_labels_in_order
@@ -79,20 +79,21 @@ def run_demo(output: Path = DEFAULT_OUTPUT, *, epochs: int = DEFAULT_EPOCHS) -> 
     output.mkdir(parents=True, exist_ok=True)
     run = DemoRun(output)
     data, reports = output / "data", output / "reports"
+    splits = Splits.in_folder(data)
     reports.mkdir(exist_ok=True)
     checkpoint = output / "run" / "best.pt"
-    run.step("dataset", lambda: _dataset(data))
-    run.step("co-occurrence mask", lambda: _mask(data, output))
-    run.step("training", lambda: _train(data, output, epochs))
+    run.step("dataset", lambda: _dataset(data, splits))
+    run.step("co-occurrence mask", lambda: _mask(splits, output))
+    run.step("training", lambda: _train(splits, output, epochs))
     run.artifacts["torch"] = checkpoint
-    run.step("evaluation", lambda: _evaluate(run, checkpoint, data, reports))
+    run.step("evaluation", lambda: _evaluate(run, checkpoint, splits, reports))
     run.step("FP32 ONNX export", lambda: _export(checkpoint, output / "model.onnx"))
     run.artifacts["onnx-fp32"] = output / "model.onnx"
     for precision in ("fp16", "int8"):
-        run.step(f"{precision.upper()} graph and engine", lambda p=precision: _typed_and_engine(run, data, p))
-    run.step("parity on the held-out split", lambda: _parity(run, checkpoint, data, reports))
-    run.step("predictions", lambda: _predict(run, data, reports))
-    run.step("benchmark", lambda: _benchmark(run, data, reports))
+        run.step(f"{precision.upper()} graph and engine", lambda p=precision: _typed_and_engine(run, splits, p))
+    run.step("parity on the held-out split", lambda: _parity(run, checkpoint, splits, reports))
+    run.step("predictions", lambda: _predict(run, splits, reports))
+    run.step("benchmark", lambda: _benchmark(run, splits, reports))
     write_summary(run, output / "summary.md")
     failed = [*run.failed, *(name for name, report in run.parity.items() if not report.passed)]
     if failed:
@@ -100,18 +101,18 @@ def run_demo(output: Path = DEFAULT_OUTPUT, *, epochs: int = DEFAULT_EPOCHS) -> 
     return run
 
 
-def _dataset(data: Path) -> str:
-    if Splits.in_folder(data).annotated():
+def _dataset(data: Path, splits: Splits) -> str:
+    if splits.annotated():
         return "reused"
     generate(SyntheticSpec(), data, force=data.exists())
     return "generated 1,600 train / 400 val images"
 
 
-def _mask(data: Path, output: Path) -> str:
+def _mask(splits: Splits, output: Path) -> str:
     from models.correlation_sources import read_mask_source
     from models.mask_plot import plot_mask
 
-    path, train = output / "mask.npz", Splits.in_folder(data).train_annotations
+    path, train = output / "mask.npz", splits.train_annotations
     try:
         if CorrelationMask.load(path).correlation.source_sha256 == sha256_file(train):
             return "reused"
@@ -123,7 +124,7 @@ def _mask(data: Path, output: Path) -> str:
     return mask.describe().splitlines()[0]
 
 
-def _train(data: Path, output: Path, epochs: int) -> str:
+def _train(splits: Splits, output: Path, epochs: int) -> str:
     from models.training import new_model, train_splits
 
     config = TrainConfig(epochs=epochs, **RECIPE)
@@ -143,7 +144,6 @@ def _train(data: Path, output: Path, epochs: int) -> str:
         else:  # the demo's own run, made with other settings or another mask: stale
             logger.warning("%s was trained with other settings or another mask; training again", folder)
             shutil.rmtree(folder)
-    splits = Splits.in_folder(data)
     if resume:
         model = load_model(folder / LAST).train()
     else:
@@ -154,10 +154,9 @@ def _train(data: Path, output: Path, epochs: int) -> str:
     return f"{'resumed' if resume else 'trained'} {epochs} epochs, val mAP {100 * result.best_map:.2f}"
 
 
-def _evaluate(run: DemoRun, checkpoint: Path, data: Path, reports: Path) -> str:
+def _evaluate(run: DemoRun, checkpoint: Path, splits: Splits, reports: Path) -> str:
     from models.evaluation import evaluate_checkpoint
 
-    splits = Splits.in_folder(data)
     report = evaluate_checkpoint(
         checkpoint, splits.val_annotations, splits.val_images, output=reports / "val_metrics.json"
     )
@@ -166,25 +165,18 @@ def _evaluate(run: DemoRun, checkpoint: Path, data: Path, reports: Path) -> str:
 
 
 def _export(checkpoint: Path, graph: Path) -> str:
-    from export.metadata import read_graph
+    from export.parity import tolerances
     from export.to_onnx import export_onnx
+    from export.typed_graph import reuse
 
-    try:
-        _, facts = read_graph(graph, weights=False)
-        manifest = read_manifest(graph)
-        if (
-            facts.source_checkpoint_sha256 == sha256_file(checkpoint)
-            and manifest.describes(graph)
-            and manifest.gate_passed()
-        ):
-            return "reused"
-    except InputFileError:
-        pass  # missing, unreadable or incomplete: export again
+    made_from = {"source_checkpoint_sha256": sha256_file(checkpoint)}
+    if reuse(graph, checkpoint, made_from, dataclasses.asdict(tolerances("fp32")), force=True):
+        return "reused"
     result = export_onnx(checkpoint, graph, force=True)
     return f"exported, gate passed (max rel. logit error {result.parity.figures['logits_max_rel']:.1e})"
 
 
-def _typed_and_engine(run: DemoRun, data: Path, precision: str) -> str:
+def _typed_and_engine(run: DemoRun, splits: Splits, precision: str) -> str:
     from calibration.int8_graph import Calibration, int8_graph
     from export.build_engine import build_engine
     from export.typed_graph import typed_graph
@@ -194,7 +186,6 @@ def _typed_and_engine(run: DemoRun, data: Path, precision: str) -> str:
     source, plan = run.artifacts["onnx-fp32"], run.output / f"model.{precision}.plan"
     try:
         if precision == "int8":
-            splits = Splits.in_folder(data)
             calibration = Calibration(splits.train_images, splits.train_annotations)
             graph = int8_graph(source, plan, calibration, force=True)
         else:
@@ -224,13 +215,12 @@ def _typed_and_engine(run: DemoRun, data: Path, precision: str) -> str:
     return f"{outcome}; built {plan.name}"
 
 
-def _parity(run: DemoRun, checkpoint: Path, data: Path, reports: Path) -> str:
+def _parity(run: DemoRun, checkpoint: Path, splits: Splits, reports: Path) -> str:
     from export.artifact_parity import check_parity
     from export.parity_inputs import coco_inputs
     from export.parity_plot import plot_parity
 
     model = load_model(checkpoint)
-    splits = Splits.in_folder(data)
     inputs = coco_inputs(model, splits.val_annotations, splits.val_images)
     for name, artifact in run.artifacts.items():
         if name == "torch":
@@ -243,13 +233,12 @@ def _parity(run: DemoRun, checkpoint: Path, data: Path, reports: Path) -> str:
     return f"{passed} of {len(run.parity)} artifacts pass their gates on {len(inputs.images)} images"
 
 
-def _predict(run: DemoRun, data: Path, reports: Path) -> str:
+def _predict(run: DemoRun, splits: Splits, reports: Path) -> str:
     from core.preprocessing import image_files
     from runtime import Predictor
 
     passed = [name for name in ("tensorrt-fp16", "onnx-fp32") if name in run.parity and run.parity[name].passed]
     artifact = run.artifacts[passed[0]] if passed else run.artifacts["torch"]
-    splits = Splits.in_folder(data)
     files = image_files(splits.val_images)[:PREDICTED_IMAGES]
     with Predictor(artifact) as predictor:
         results = predictor.predict([str(f) for f in files], top_k=3)
@@ -265,11 +254,11 @@ def _predict(run: DemoRun, data: Path, reports: Path) -> str:
     return f"{len(results)} held-out images through {artifact.name}"
 
 
-def _benchmark(run: DemoRun, data: Path, reports: Path) -> str:
+def _benchmark(run: DemoRun, splits: Splits, reports: Path) -> str:
     from core.preprocessing import image_files
     from runtime.benchmark import benchmark, markdown
 
-    files = image_files(Splits.in_folder(data).val_images)[:16]
+    files = image_files(splits.val_images)[:16]
     run.benchmark = benchmark(
         list(run.artifacts.values()),
         BENCHMARK_BATCHES,
