@@ -74,6 +74,12 @@ class BadInputError(InputFileError):
         self.problem = problem
 
 
+class TensorRTError(DeployError):
+    """TensorRT's native library could not create an object (a builder, runtime, parser, engine or
+    execution context): typically a driver too old for the wheel's CUDA, or libraries that do not
+    match the Python bindings."""
+
+
 class CudaError(DeployError):
     """A CUDA runtime call failed (out of memory, no device, a failed launch)."""
 

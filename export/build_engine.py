@@ -8,6 +8,7 @@ stops there with exit 1 and says what is missing.
 
 A timing cache is fed to the builder only when its sidecar (``F.json``) says it was measured on this
 GPU with this TensorRT version; any other is set aside (renamed ``F.set-aside``) with a message.
+Builder optimization level 0 ignores timing caches, so the cache is then neither read nor rewritten.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def build_engine(
         ConfigError: Bad arguments or an existing output without ``force``.
         ParityError: A typed graph made here fails its gate.
         MissingDependencyError: No GPU or no TensorRT here (after the typed graph was written).
+        TensorRTError: TensorRT's native library failed (a driver too old for its CUDA, mismatched libraries).
         ExportError: TensorRT refused the graph or failed to build.
     """
     started = time.perf_counter()
@@ -159,7 +161,7 @@ def build_engine(
             f"GPU and TensorRT: {command}"
         ) from exc
 
-    from .tensorrt_build import BuildSettings, build_serialized
+    from .tensorrt_build import NO_TIMING_LEVEL, BuildSettings, build_serialized
 
     settings = BuildSettings(
         input_name=facts.input_name,
@@ -173,15 +175,20 @@ def build_engine(
         version_compatible=version_compatible,
     )
     cache_path = Path(timing_cache) if timing_cache is not None else None
+    if cache_path is not None and optimization_level == NO_TIMING_LEVEL:
+        logger.warning(
+            "--builder-opt-level 0 neither reads nor updates a timing cache; %s is left as it is", cache_path
+        )
+        cache_path = None
     logger.info(
         "building %s from %s on %s (TensorRT %s)", output, graph_path, machine.gpu_name, machine.tensorrt_version
     )
     build_started = time.perf_counter()
-    plan, new_cache, version = build_serialized(graph_path, settings, load_timing_cache(cache_path, machine))
-    machine = dataclasses.replace(machine, tensorrt_version=version)  # the module's own, not the package's
+    built = build_serialized(graph_path, settings, load_timing_cache(cache_path, machine))
+    machine = dataclasses.replace(machine, tensorrt_version=built.tensorrt_version)  # the module's, not the package's
     build_seconds = time.perf_counter() - build_started
     logger.info("built in %.1f s", build_seconds)
-    write_bytes(output, plan, force=force)
+    write_bytes(output, built.plan, force=force)
     engine = EngineFacts(
         tensorrt_version=machine.tensorrt_version,
         gpu_name=machine.gpu_name,
@@ -202,8 +209,8 @@ def build_engine(
         source_sha256=sha256_file(graph_path),
     )
     manifest = write_manifest(output, plan_facts, force=True)
-    if cache_path is not None:
-        save_timing_cache(cache_path, new_cache, machine)
+    if cache_path is not None and built.timing_cache is not None:
+        save_timing_cache(cache_path, built.timing_cache, machine)
     return EngineResult(output, manifest, graph_path, time.perf_counter() - started)
 
 
@@ -240,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workspace", type=int, default=DEFAULT_WORKSPACE_MIB, help="builder workspace, MiB")
     parser.add_argument("--timing-cache", type=Path, help="read (when measured here) and update this timing cache")
     parser.add_argument("--hardware-compat", choices=HARDWARE_COMPAT, default="none", help="GPUs the plan runs on")
-    parser.add_argument("--version-compatible", action="store_true", help="plan runs on later TensorRT of this major")
+    parser.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="plan also runs on later TensorRT (same major, or 10.x on 11.x); loading it runs code stored in it",
+    )
     parser.add_argument("--builder-opt-level", type=int, default=DEFAULT_OPT_LEVEL, help="0 (fast) .. 5 (thorough)")
     add_tolerance_option(parser)
     parser.add_argument("--force", action="store_true", help="replace existing outputs")

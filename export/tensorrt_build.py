@@ -1,9 +1,11 @@
 """The TensorRT builder, kept thin: parse a typed ONNX graph, one batch profile, build, serialize.
 
-Written against TensorRT's documented 10.12+/11.x Python API. The network is strongly typed (the
-``STRONGLY_TYPED`` flag, looked up by name because its bit differs between versions), so the
-engine's precision is the graph's; none of the builder precision flags removed in 11.0 is used.
-Nothing here runs without a GPU and TensorRT (:func:`runtime.tensorrt_env.import_tensorrt`).
+Written against TensorRT's 10.12+/11.x Python API and checked against the genuine binding modules
+(``tests/tensorrt_api``). The network is strongly typed (the ``STRONGLY_TYPED`` flag, looked up by
+name because its bit differs between versions), so the engine's precision is the graph's; none of
+the builder precision flags removed in 11.0 is used, and TF32 is cleared (TensorRT enables it by
+default) so that the graph's FP32 operations run in FP32. Nothing here runs without a GPU and
+TensorRT (:func:`runtime.tensorrt_env.import_tensorrt`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ExportError, MissingDependencyError
-from runtime.tensorrt_env import import_tensorrt
+from runtime.tensorrt_env import created, import_tensorrt
 
 logger = logging.getLogger(__name__)
+
+# Builder optimization level 0 takes the first working tactic and neither reads nor updates a
+# timing cache (TensorRT's documentation of IBuilderConfig.builder_optimization_level).
+NO_TIMING_LEVEL = 0
 
 
 @dataclass(frozen=True)
@@ -33,35 +39,47 @@ class BuildSettings:
     version_compatible: bool
 
 
-def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) -> tuple[bytes, bytes, str]:
-    """Builds ``graph``; returns the serialized plan, the updated timing cache and TensorRT's version.
+@dataclass(frozen=True)
+class Built:
+    """A build's results. ``timing_cache``: the updated cache, None when there is none to keep."""
+
+    plan: bytes
+    timing_cache: bytes | None
+    tensorrt_version: str
+
+
+def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) -> Built:
+    """Builds ``graph``, feeding the builder ``timing_cache`` (b"" for none).
 
     Raises:
         MissingDependencyError: No GPU, no TensorRT, or a TensorRT without strongly typed networks.
+        TensorRTError: TensorRT's native library could not create the builder or one of its objects.
         ExportError: The parser refused the graph or the build failed.
     """
     trt = import_tensorrt()
     trt_logger = trt.Logger(trt.Logger.VERBOSE if logger.isEnabledFor(logging.DEBUG) else trt.Logger.WARNING)
-    builder = trt.Builder(trt_logger)
     strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
     if strongly_typed is None:
         raise MissingDependencyError(f"TensorRT {trt.__version__} cannot build strongly typed networks; use 10.12+")
-    network = builder.create_network(1 << int(strongly_typed))
-    parser = trt.OnnxParser(network, trt_logger)
+    builder = created("a builder", lambda: trt.Builder(trt_logger))
+    network = created("a network", lambda: builder.create_network(1 << int(strongly_typed)))
+    parser = created("an ONNX parser", lambda: trt.OnnxParser(network, trt_logger))
     if not parser.parse_from_file(str(graph)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT's ONNX parser refused {graph.name}: {errors}")
 
-    config = builder.create_builder_config()
+    config = created("a builder configuration", builder.create_builder_config)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mib << 20)
     config.builder_optimization_level = settings.optimization_level
+    config.clear_flag(trt.BuilderFlag.TF32)
     if settings.hardware_compat == "ampere+":
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     if settings.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    cache = config.create_timing_cache(timing_cache)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    profile = builder.create_optimization_profile()
+    timed = settings.optimization_level != NO_TIMING_LEVEL
+    if timed:
+        _set_timing_cache(trt, config, timing_cache)
+    profile = created("an optimization profile", builder.create_optimization_profile)
     size = settings.image_size
     profile.set_shape(
         settings.input_name,
@@ -75,7 +93,26 @@ def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ExportError(f"TensorRT could not build {graph.name}; rerun with --verbose for the builder's log")
-    return bytes(plan), bytes(config.get_timing_cache().serialize()), trt.__version__
+    return Built(bytes(plan), _timing_cache_bytes(config) if timed else None, trt.__version__)
+
+
+def _set_timing_cache(trt, config, data: bytes) -> None:
+    """Feeds ``data`` to the builder; a cache TensorRT refuses (another device) gives way to a fresh one."""
+    cache = created("a timing cache", lambda: config.create_timing_cache(data))
+    if config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    logger.warning("TensorRT refused the timing cache (measured on another device); starting a fresh one")
+    fresh = created("a timing cache", lambda: config.create_timing_cache(b""))
+    if not config.set_timing_cache(fresh, ignore_mismatch=False):
+        logger.warning("TensorRT refused a fresh timing cache too; building without one")
+
+
+def _timing_cache_bytes(config) -> bytes | None:
+    cache = config.get_timing_cache()
+    if cache is None:
+        logger.warning("TensorRT returned no timing cache after the build; the cache file is not updated")
+        return None
+    return bytes(cache.serialize())
 
 
 def _progress_monitor(trt):

@@ -12,11 +12,15 @@ import numpy as np
 
 from core.errors import CudaError, MissingDependencyError
 
-CUDA_HINT = "pip install 'cuda-python>=12.6' (or pip install -e '.[tensorrt]' from this repository)"
+# cuda.bindings first ships in cuda-python 12.6.2; its major must match the driver's CUDA major.
+CUDA_HINT = (
+    "from this repository, pip install -e '.[tensorrt-cu12]' with a CUDA 12 driver or -e '.[tensorrt-cu13]' with a "
+    "CUDA 13 driver (or pip install 'cuda-python>=12.6.2,<13' / 'cuda-python>=13,<14')"
+)
 
 
 def import_cuda_runtime() -> ModuleType:
-    """``cuda.bindings.runtime`` (cuda-python ≥ 12.6), or a :class:`MissingDependencyError`."""
+    """``cuda.bindings.runtime`` (cuda-python ≥ 12.6.2), or a :class:`MissingDependencyError`."""
     try:
         from cuda.bindings import runtime
     except ImportError as exc:

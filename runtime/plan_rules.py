@@ -8,6 +8,7 @@ compatible with this one. Each refusal names the command that rebuilds it.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,8 +18,17 @@ from core.manifest import Manifest, manifest_path, read_manifest
 
 from .tensorrt_env import UNKNOWN_VERSION, Machine
 
-# TensorRT's AMPERE_PLUS hardware compatibility: the plan runs on compute capability 8.0 and newer.
+logger = logging.getLogger(__name__)
+
+# TensorRT's AMPERE_PLUS hardware compatibility: the plan runs on compute capability 8.0 and newer,
+# except on NVIDIA DRIVE OS and JetPack, where hardware compatibility is not supported: the
+# integrated parts of compute capability ≥ 8.0 are Orin (8.7) and Thor (10.1 under CUDA 12, 11.0
+# under CUDA 13).
 AMPERE = (8, 0)
+JETSON_AND_DRIVE = frozenset({(8, 7), (10, 1), (11, 0)})
+# Version-compatible plans load on a later runtime of the same major, and across majors only on
+# these (built, runtime) pairs (TensorRT's support matrix, "Engine Portability").
+ACROSS_MAJORS = frozenset({(8, 10), (10, 11)})
 
 
 def rebuild_command(manifest: Manifest | None, plan: Path) -> str:
@@ -72,6 +82,16 @@ def check_plan(plan: str | os.PathLike, machine: Machine) -> Manifest:
     problem = _version_problem(manifest, machine) or _hardware_problem(manifest, machine)
     if problem:
         raise StaleArtifactError(f"{plan.name} {problem}; {fix}")
+    engine = facts.engine
+    if engine.compute_capability == machine.compute_capability and engine.gpu_name != machine.gpu_name:
+        logger.warning(
+            "%s was built on %s and is loaded on %s (same compute capability): TensorRT allows it but does not "
+            "recommend it (other tactics may be fastest here, or fail); rebuild here for the best engine: %s",
+            plan.name,
+            engine.gpu_name,
+            machine.gpu_name,
+            rebuild_command(manifest, plan),
+        )
     return manifest
 
 
@@ -95,16 +115,19 @@ def _version(text: str) -> tuple[int, ...]:
 def _version_problem(manifest: Manifest, machine: Machine) -> str | None:
     engine = manifest.facts.engine
     built, here = engine.tensorrt_version, machine.tensorrt_version
-    if UNKNOWN_VERSION in (built, here):
+    if UNKNOWN_VERSION in (built, here) or not _version(built) or not _version(here):
         return f"was built with TensorRT {built}; this machine's TensorRT version is {here}, so they cannot be matched"
     if built == here:
         return None
     if engine.version_compatible:
-        # A version-compatible plan runs on TensorRT of its build version or later (10.x plans on
-        # 11.x included, per TensorRT's engine-compatibility documentation), never on an older one.
-        if _version(here) >= _version(built):
+        # A version-compatible plan runs on TensorRT of its build version or later within its major,
+        # and across majors only as ACROSS_MAJORS says; never on an older one.
+        major = _version(built)[0]
+        majors = {major} | {later for earlier, later in ACROSS_MAJORS if earlier == major}
+        if _version(here) >= _version(built) and _version(here)[0] in majors:
             return None
-        return f"was built version-compatible with TensorRT {built}, which does not cover the older TensorRT {here}"
+        covered = " and ".join(f"{m}.x" for m in sorted(majors))
+        return f"was built version-compatible with TensorRT {built}, which covers later {covered} runtimes, not {here}"
     return f"was built with TensorRT {built}; this machine has TensorRT {here} (plans are not portable across versions)"
 
 
@@ -113,8 +136,14 @@ def _hardware_problem(manifest: Manifest, machine: Machine) -> str | None:
     built = engine.compute_capability
     if built == machine.compute_capability:
         return None
-    if engine.hardware_compat == "ampere+" and machine.compute_capability >= AMPERE:
+    here = machine.compute_capability
+    if engine.hardware_compat == "ampere+" and here >= AMPERE and here not in JETSON_AND_DRIVE:
         return None
+    if engine.hardware_compat == "ampere+" and here in JETSON_AND_DRIVE:
+        return (
+            f"was built with ampere+ hardware compatibility, which TensorRT does not support on JetPack or DRIVE OS "
+            f"({machine.gpu_name}, compute capability {here[0]}.{here[1]})"
+        )
     return (
         f"was built for {engine.gpu_name} (compute capability {built[0]}.{built[1]}); this GPU is "
         f"{machine.gpu_name} ({machine.compute_capability[0]}.{machine.compute_capability[1]})"

@@ -2,7 +2,8 @@
 
 Both are found without importing TensorRT: ``import tensorrt`` can succeed on a machine without a
 GPU and a Runtime built there crash the process later (DESIGN.md), so the GPU is checked first and
-TensorRT is imported only through :func:`import_tensorrt`, after that check.
+TensorRT is imported only through :func:`import_tensorrt`, after that check. Every object TensorRT's
+native library creates goes through :func:`created`, which turns its failures into one typed error.
 """
 
 from __future__ import annotations
@@ -12,16 +13,34 @@ import importlib.util
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
-from core.errors import ConfigError, MissingDependencyError
+from core.errors import ConfigError, MissingDependencyError, TensorRTError
 
 INSTALL_HINT = (
-    "install TensorRT 10.12 or newer, NVIDIA's wheels, into this environment: pip install -e '.[tensorrt]' "
-    "from this repository (or pip install 'tensorrt>=10.12,<12')"
+    "install TensorRT 10.12 or newer, NVIDIA's wheels, for this machine's driver: from this repository, "
+    "pip install -e '.[tensorrt-cu12]' with a CUDA 12 driver, or pip install -e '.[tensorrt-cu13]' with a CUDA 13 "
+    "driver (R580+; nvidia-smi shows the driver's CUDA version)"
 )
+NATIVE_HINT = (
+    "check that the NVIDIA driver supports this TensorRT build's CUDA (nvidia-smi shows the driver's CUDA version; "
+    "TensorRT's CUDA 13 wheels, which the plain `tensorrt` package installs from 10.13 on, need driver R580+, so "
+    "with a CUDA 12 driver install the extra tensorrt-cu12), that TensorRT's libraries are the version of its "
+    "Python bindings, and rerun with --verbose for TensorRT's log"
+)
+# Distributions that carry the `tensorrt` module, the meta packages first.
+TENSORRT_DISTRIBUTIONS = (
+    "tensorrt",
+    "tensorrt-cu13",
+    "tensorrt-cu12",
+    "tensorrt-cu13-bindings",
+    "tensorrt-cu12-bindings",
+)
+
+Made = TypeVar("Made")
 
 
 UNKNOWN_VERSION = "unknown"
@@ -123,7 +142,7 @@ def tensorrt_version() -> str | None:
     """
     if importlib.util.find_spec("tensorrt") is None:
         return None
-    for distribution in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt_cu13", "tensorrt_cu12"):
+    for distribution in TENSORRT_DISTRIBUTIONS:
         try:
             return importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
@@ -158,3 +177,21 @@ def import_tensorrt() -> ModuleType:
     except (ImportError, OSError) as exc:  # stub packages, or libnvinfer missing
         raise MissingDependencyError(f"TensorRT cannot be imported ({exc}); {INSTALL_HINT}") from exc
     return tensorrt
+
+
+def created(what: str, make: Callable[[], Made | None]) -> Made:
+    """``make()``, a TensorRT call that creates a native object, or a :class:`TensorRTError`.
+
+    A native factory that fails returns NULL: methods then give None, and constructors
+    (``trt.Builder``, ``trt.Runtime``, ``trt.OnnxParser``) raise pybind11's ``TypeError: ...
+    factory function returned nullptr``. Any other TypeError is a wrong call, a bug, and propagates.
+    """
+    try:
+        result = make()
+    except TypeError as exc:
+        if "returned nullptr" not in str(exc):
+            raise
+        result = None
+    if result is None:
+        raise TensorRTError(f"TensorRT could not create {what}; {NATIVE_HINT}")
+    return result

@@ -21,7 +21,7 @@ from core.facts import ServingFacts
 
 from .cuda_memory import CudaRuntime
 from .plan_rules import check_plan
-from .tensorrt_env import import_tensorrt, this_machine
+from .tensorrt_env import NATIVE_HINT, created, import_tensorrt, this_machine
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ class TensorRTRunner:
     """Runs a plan built by ``export.build_engine`` (``with TensorRTRunner("m.plan") as r: r.infer(feed)``).
 
     Opening refuses a plan whose manifest is missing or stale, or that was built for another GPU or
-    TensorRT version (``runtime.plan_rules``). Thread-safe: each thread gets its own context.
+    TensorRT version (``runtime.plan_rules``). A version-compatible plan is loaded with
+    ``engine_host_code_allowed``: TensorRT then runs the lean runtime stored in the plan. Thread-safe:
+    each thread gets its own context.
     """
 
     name = "tensorrt"
@@ -56,14 +58,24 @@ class TensorRTRunner:
         self._lock = threading.Lock()
 
     def __enter__(self) -> TensorRTRunner:
-        self.facts = check_plan(self.path, this_machine()).facts.serving()
+        manifest = check_plan(self.path, this_machine())
+        self.facts = manifest.facts.serving()
         trt = import_tensorrt()
         self._trt = trt
         self._cuda = CudaRuntime()
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._trt_logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = created("a runtime", lambda: trt.Runtime(self._trt_logger))
+        if manifest.facts.engine.version_compatible:
+            # The plan embeds the lean runtime it was built with, and TensorRT runs that code only
+            # when allowed to: load version-compatible plans only from a source you trust as you
+            # would trust an executable (the manifest's sha256 has already been checked).
+            self._runtime.engine_host_code_allowed = True
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
-            raise InputFileError(f"{self.path}: TensorRT could not deserialize it (see TensorRT's log above)")
+            raise InputFileError(
+                f"{self.path}: TensorRT could not deserialize it (its log above says why); {NATIVE_HINT}, or rebuild "
+                f"it here: {manifest.facts.engine.build_command}"
+            )
         names = {self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)}
         wanted = {self.facts.input_name, self.facts.output_name}
         if names != wanted:
@@ -108,9 +120,7 @@ class TensorRTRunner:
         if slot is not None:
             return slot
         with self._lock:
-            context = self._engine.create_execution_context()
-            if context is None:
-                raise InputFileError(f"{self.path.name}: TensorRT could not create an execution context")
+            context = created(f"an execution context for {self.path.name}", self._engine.create_execution_context)
             size, batch = self.facts.image_size, self.facts.max_batch
             shapes = {
                 self.facts.input_name: (batch, 3, size, size),

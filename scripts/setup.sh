@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (Python >= 3.11) and installs the project with its test tools.
+# Creates .venv (Python >= 3.11) and installs the project with its test tools, and the genuine
+# TensorRT binding modules its tests check against.
 # Idempotent: a second run only checks what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +16,14 @@ PY
 # torchvision's operators; torch and torchvision must come from the registry as a pair.
 PIP_FIND_LINKS= .venv/bin/python -m pip install --quiet --upgrade pip
 PIP_FIND_LINKS= .venv/bin/python -m pip install --quiet -e ".[test]"
+
+# The genuine TensorRT Python binding modules the tests check our TensorRT code against (small
+# wheels; without TensorRT's native libraries they import only under tests/tensorrt_api's stubs).
+# One folder per version: they share the module name.
+for version in 10.12.0.36 10.13.3.9 10.16.1.11 11.0.0.114 11.4.0.106; do
+    target=.venv/tensorrt-bindings/$version
+    [ -d "$target/tensorrt_bindings" ] && continue
+    PIP_FIND_LINKS= .venv/bin/python -m pip install --quiet --no-deps --target "$target.partial" \
+        "tensorrt-cu12-bindings==$version"
+    rm -rf "$target" && mv "$target.partial" "$target"
+done

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import onnx
@@ -87,7 +88,9 @@ def test_with_a_gpu_but_no_tensorrt_the_message_says_how_to_install_it(
 ) -> None:
     monkeypatch.setattr(tensorrt_env, "visible_gpu", lambda: ("NVIDIA H100", (9, 0)))
     monkeypatch.setattr(tensorrt_env, "tensorrt_version", lambda: None)
-    with pytest.raises(MissingDependencyError, match=r"TensorRT is not installed; .*\[tensorrt\]"):
+    with pytest.raises(
+        MissingDependencyError, match=r"TensorRT is not installed; .*\[tensorrt-cu12\].*\[tensorrt-cu13\]"
+    ):
         build_engine(fp32_graph, tmp_path / "model.plan", precision="fp32")
 
 
@@ -206,12 +209,26 @@ def test_a_replaced_plan_or_a_changed_source_is_refused(tmp_path: Path, fp32_gra
     [
         (Machine(H100.gpu_name, (9, 0), "10.14.1.48"), {}, "built with TensorRT 10.13.0.35"),
         (Machine(H100.gpu_name, (9, 0), "10.14.1.48"), {"version_compatible": True}, None),
-        (Machine(H100.gpu_name, (9, 0), "10.12.0.36"), {"version_compatible": True}, "does not cover the older"),
+        (Machine(H100.gpu_name, (9, 0), "10.12.0.36"), {"version_compatible": True}, "covers later 10.x and 11.x"),
         (Machine(H100.gpu_name, (9, 0), "11.0.0.1"), {"version_compatible": True}, None),
+        # Across majors only 8 → 10 and 10 → 11 (TensorRT's support matrix): not 10 → 12, not 11 → 12.
+        (Machine(H100.gpu_name, (9, 0), "12.0.0.1"), {"version_compatible": True}, "not 12.0.0.1"),
+        (
+            Machine(H100.gpu_name, (9, 0), "12.1.0.1"),
+            {"version_compatible": True, "tensorrt_version": "11.4.0.106"},
+            "covers later 11.x runtimes, not 12.1.0.1",
+        ),
         (Machine(H100.gpu_name, (9, 0), "unknown"), {"version_compatible": True}, "cannot be matched"),
+        (Machine(H100.gpu_name, (9, 0), "abc"), {"version_compatible": True}, "cannot be matched"),
         (Machine("NVIDIA A100", (8, 0), H100.tensorrt_version), {}, "compute capability 9.0"),
         (Machine("NVIDIA A100", (8, 0), H100.tensorrt_version), {"hardware_compat": "ampere+"}, None),
+        (Machine("NVIDIA B200", (10, 0), H100.tensorrt_version), {"hardware_compat": "ampere+"}, None),
         (Machine("Tesla T4", (7, 5), H100.tensorrt_version), {"hardware_compat": "ampere+"}, "this GPU is Tesla T4"),
+        # Hardware compatibility is not supported on JetPack or DRIVE OS: Orin (8.7), Thor (10.1 / 11.0).
+        (Machine("Orin", (8, 7), H100.tensorrt_version), {"hardware_compat": "ampere+"}, "JetPack or DRIVE OS"),
+        (Machine("NVIDIA Thor", (11, 0), H100.tensorrt_version), {"hardware_compat": "ampere+"}, "JetPack or DRIVE"),
+        # The same compute capability on another model loads (with TensorRT's caution logged).
+        (Machine("NVIDIA H100 PCIe", (9, 0), H100.tensorrt_version), {}, None),
     ],
 )
 def test_version_and_hardware_rules(
@@ -223,6 +240,18 @@ def test_version_and_hardware_rules(
     else:
         with pytest.raises(StaleArtifactError, match=refused):
             check_plan(plan, machine)
+
+
+def test_a_plan_from_another_model_of_the_same_compute_capability_is_loaded_with_a_warning(
+    tmp_path: Path, fp32_graph: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = _plan(tmp_path, fp32_graph)
+    with caplog.at_level(logging.WARNING, logger="runtime.plan_rules"):
+        check_plan(plan, H100)
+        assert not caplog.records
+        check_plan(plan, Machine("NVIDIA H100 PCIe", (9, 0), H100.tensorrt_version))
+    assert "built on NVIDIA H100 80GB HBM3 and is loaded on NVIDIA H100 PCIe" in caplog.text
+    assert "rebuild here" in caplog.text
 
 
 def test_a_timing_cache_from_elsewhere_is_set_aside(tmp_path: Path) -> None:
