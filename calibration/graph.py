@@ -1,4 +1,4 @@
-"""The quantization step itself: ONNX Runtime's ``quantize_static`` with TensorRT's rules, then checks."""
+"""The quantization step: ONNX Runtime's ``quantize_static`` with TensorRT's rules and Q/DQ placement, then checks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from core.errors import ConfigError
+from core.errors import ConfigError, ExportError
 from core.facts import ArtifactFacts, CalibrationFacts
 from core.files import sha256_file
 from export.fp16 import head_nodes
@@ -21,7 +21,7 @@ from export.metadata import read_graph, write_metadata
 from export.onnx_checks import check_model, find_mask_constant, mask_of_graph
 
 from .data import CalibrationSet
-from .qdq_checks import check_qdq
+from .qdq_checks import check_placement, check_qdq, residual_adds
 from .reader import BatchReader
 
 logger = logging.getLogger(__name__)
@@ -31,10 +31,15 @@ METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
-# The backbone's operators. Conv carries the arithmetic; Relu, Add (residual) and MaxPool get Q/DQ
-# so that a Conv's output is quantized where its consumer reads it, which lets TensorRT fuse
-# Conv+ReLU+Q and ONNX Runtime form QLinearConv.
-QUANTIZED_OPS = ("Conv", "Relu", "Add", "MaxPool")
+# Q/DQ placement after TensorRT's explicit-quantization guidance (docs/engines.md): every Conv reads a
+# quantized input and per-channel INT8 weights; no Conv or Add output is quantized, so TensorRT fuses
+# Conv+ReLU and Conv+Add+ReLU and folds the next layer's Q into them (INT8 output); a residual Add's
+# identity input is quantized and its main-branch input is not (that pair is removed after ONNX
+# Runtime, which quantizes both inputs of an Add or neither); MaxPool reads and writes INT8 at one
+# scale. Relu gets no Q/DQ of its own: it fuses into the Conv or Add before it. ONNX Runtime's CPU
+# kernels run these Convs in float (its QLinearConv needs a Q on the output): the graph is for TensorRT.
+QUANTIZED_OPS = ("Conv", "Add", "MaxPool")
+UNQUANTIZED_OUTPUTS = ("Conv", "Add")
 
 
 class _PreprocessingAdvice(logging.Filter):
@@ -90,7 +95,8 @@ def quantize_graph(
     cache hit) no image is read; otherwise the ranges are computed here.
 
     Raises:
-        ExportError: The result breaks a TensorRT rule or a structural check.
+        ExportError: The result breaks a TensorRT rule or a structural check, or a backbone Add is
+            not a ResNet residual Add (the Q/DQ placement needs one).
     """
     ranges_file = output.with_name(output.name + ".ranges.json")  # ONNX Runtime's own cache format
     if ranges is not None:
@@ -123,6 +129,9 @@ def quantize_graph(
                 "CalibTensorRangeSymmetric": True,
                 "QuantizeBias": False,
                 "DedicatedQDQPair": True,
+                "OpTypesToExcludeOutputQuantization": list(UNQUANTIZED_OUTPUTS),
+                # MaxPool is otherwise quantized only when its input already is, which no Relu is now.
+                "ForceQuantizeNoInputCheck": True,
                 # One batch per collection pass: bounded memory, and equal shapes within a pass.
                 "CalibStridedMinMax": 1,
                 "CalibPercentile": percentile,
@@ -133,7 +142,10 @@ def quantize_graph(
     ranges_file.unlink()
 
     quantized = onnx.load(str(output))
-    count = check_qdq(quantized, head_nodes(quantized))
+    head = head_nodes(quantized)
+    _unquantize_main_branches(quantized, head)
+    count = check_qdq(quantized, head)
+    check_placement(quantized, head)
     quantized = check_model(quantized)
     mask = mask_of_graph(graph, facts.mask_sha256, len(facts.class_names))
     find_mask_constant(quantized, mask, facts.config.mask_mode)
@@ -142,3 +154,38 @@ def quantize_graph(
     onnx.save(quantized, str(output))
     logger.info("INT8 graph: %d Q/DQ nodes, all symmetric INT8; head left in FP32", count)
     return used, facts
+
+
+def _unquantize_main_branches(model: onnx.ModelProto, head: list[str]) -> None:
+    """Removes the Q/DQ pair on each residual Add's main-branch input, leaving the Conv's output
+    read directly, so TensorRT fuses that Conv with the Add and the ReLU after it in INT8.
+
+    Raises:
+        ExportError: A backbone Add is not a residual Add, or its main branch does not pass
+            through a Q/DQ pair of its own (one Conv → Q → DQ → Add chain).
+    """
+    producer = {name: node for node in model.graph.node for name in node.output}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    removed: list[onnx.NodeProto] = []
+    for add, main in residual_adds(model, head):
+        dq = producer.get(add.input[main])
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or readers[dq.output[0]] != 1 or readers[q.output[0]] != 1:
+            raise ExportError(f"the main branch of residual Add {add.name!r} has no dedicated Q/DQ pair to remove")
+        add.input[main] = q.input[0]
+        removed += [q, dq]
+    gone = {name for node in removed for name in node.output}
+    for index in reversed(range(len(model.graph.node))):
+        if model.graph.node[index].output[0] in gone:
+            del model.graph.node[index]
+    read = {name for node in model.graph.node for name in node.input}
+    unread = {name for node in removed for name in node.input} - read  # the pairs' scales and zero points
+    for index in reversed(range(len(model.graph.initializer))):
+        if model.graph.initializer[index].name in unread:
+            del model.graph.initializer[index]
+    for index in reversed(range(len(model.graph.value_info))):
+        if model.graph.value_info[index].name in gone:
+            del model.graph.value_info[index]

@@ -2,9 +2,11 @@
 
 Quantization is ONNX Runtime's ``quantize_static`` in QDQ format, shaped for TensorRT:
 QInt8 activations and weights, symmetric (zero point 0), weights per output channel, biases left
-in FP32 (``QuantizeBias`` off) and one Q/DQ pair per consumer (``DedicatedQDQPair``). Only the
-backbone's Conv, Relu, Add and MaxPool are quantized; the head (global max pool, linear layer,
-masked attention) stays FP32. Weights are stored as INT8 initializers behind a DequantizeLinear,
+in FP32 (``QuantizeBias`` off) and one Q/DQ pair per consumer (``DedicatedQDQPair``). Q/DQ pairs sit
+where TensorRT's explicit-quantization guidance puts them: on every Conv's input (and its weights),
+on each residual Add's identity input and on MaxPool, never on a Conv's or an Add's output, so
+TensorRT fuses Conv+ReLU and Conv+Add+ReLU in INT8; the head (global max pool, linear layer, masked
+attention) stays FP32. Weights are stored as INT8 initializers behind a DequantizeLinear,
 the form TensorRT and ModelOpt use, a quarter of the FP32 size.
 
 The INT8 graph is gated against a reference on held-out images when given (else on calibration

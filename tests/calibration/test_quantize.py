@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from calibration import quantize as quantize_cli
 from calibration.cache import RangeKey, read_ranges
 from calibration.data import SMALL_SET, calibration_set
-from calibration.qdq_checks import check_qdq
+from calibration.qdq_checks import check_placement, check_qdq, residual_adds
 from calibration.quantize import method_spec, quantize_int8
 from calibration.reader import BatchReader
 from core.errors import ConfigError, ExportError, InputFileError, ParityError, StaleArtifactError
@@ -253,3 +253,93 @@ def test_the_cli_quantizes_and_refuses_to_overwrite(fp32_graph: Path, demo_data:
     assert "already exists; pass --force" in capsys.readouterr().err
     assert quantize_cli.main([*argv, "--force"]) == 0
     assert "ranges reused" in capsys.readouterr().out
+
+
+def _quantized_from(graph: onnx.GraphProto, tensor: str) -> str | None:
+    """The tensor a Q→DQ pair reads when ``tensor`` is that pair's output, else None."""
+    producer = {name: node for node in graph.node for name in node.output}
+    dq = producer.get(tensor)
+    q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+    return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+
+
+def test_qdq_pairs_sit_where_tensorrt_fuses_conv_add_relu_in_int8(int8) -> None:
+    graph = onnx.load(str(int8.path)).graph
+    head = set(head_nodes(onnx.load(str(int8.path))))
+    backbone = [n for n in graph.node if n.name not in head]
+    producer = {name: node for node in graph.node for name in node.output}
+    convs = [n for n in backbone if n.op_type == "Conv"]
+    adds = [n for n in backbone if n.op_type == "Add"]
+    # Every Conv reads a quantized activation (and INT8 weights, checked above).
+    assert all(_quantized_from(graph, conv.input[0]) for conv in convs)
+    # Each residual Add: its main branch straight from a Conv, its identity through a Q/DQ pair.
+    identities = set()
+    for add in adds:
+        main, identity = add.input
+        assert producer[main].op_type == "Conv" and not _quantized_from(graph, main), add.name
+        assert _quantized_from(graph, identity), add.name
+        identities.add(identity)
+    # No Relu reads a Q/DQ pair; no Add output is quantized; a Conv output only as an identity (downsample).
+    quantize = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    for node in backbone:
+        if node.op_type == "Relu":
+            assert producer[node.input[0]].op_type in ("Conv", "Add"), node.name
+    for q in quantize:
+        upstream = producer.get(q.input[0])
+        assert upstream is None or upstream.op_type in ("Relu", "MaxPool", "Conv"), q.name
+        if upstream is not None and upstream.op_type == "Conv":
+            (dq,) = [n for n in graph.node if q.output[0] in n.input]
+            assert dq.output[0] in identities, q.name
+    # MaxPool reads and writes INT8 at one scale.
+    (pool,) = [n for n in backbone if n.op_type == "MaxPool"]
+    readers = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == pool.output[0]]
+    scale = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    source = producer[pool.input[0]]
+    assert source.op_type == "DequantizeLinear" and readers
+    assert all(scale[q.input[1]] == scale[source.input[1]] for q in readers)
+    # One pair per Conv input, per identity and for the MaxPool input; one DequantizeLinear per weight.
+    assert len(quantize) == len(convs) + len(adds) + 1
+    assert sum(n.op_type == "DequantizeLinear" for n in graph.node) == len(quantize) + len(convs)
+
+
+def _pair_on(model: onnx.ModelProto, reader: onnx.NodeProto, index: int) -> None:
+    """Puts a dedicated symmetric Q/DQ pair on ``reader``'s input ``index``."""
+    tensor = reader.input[index]
+    name = f"{reader.name}_{index}_extra"
+    args = [name + "_scale", name + "_zero"]
+    model.graph.initializer.extend(
+        [numpy_helper.from_array(np.float32(0.05), args[0]), numpy_helper.from_array(np.int8(0), args[1])]
+    )
+    model.graph.node.extend(
+        [
+            onnx.helper.make_node("QuantizeLinear", [tensor, *args], [name + "_q"], name + "_q"),
+            onnx.helper.make_node("DequantizeLinear", [name + "_q", *args], [name + "_dq"], name + "_dq"),
+        ]
+    )
+    reader.input[index] = name + "_dq"
+
+
+def test_check_placement_refuses_what_blocks_tensorrt_fusions(int8, fp32_graph: Path) -> None:
+    head = head_nodes(onnx.load(str(int8.path)))
+    check_placement(onnx.load(str(int8.path)), head)
+    # torchvision's blocks compute out += identity: the main branch is the Add's first input.
+    assert [main for _, main in residual_adds(onnx.load(str(fp32_graph)), head)] == [0] * 8
+
+    def broken(op_type: str, index: int, nth: int = 0) -> onnx.ModelProto:
+        model = onnx.load(str(int8.path))
+        nodes = [n for n in model.graph.node if n.op_type == op_type and n.name not in head]
+        _pair_on(model, nodes[nth], index)
+        return model
+
+    with pytest.raises(ExportError, match="quantizes the output of Conv .* \\(read by Relu\\)"):
+        check_placement(broken("Relu", 0), head)  # Conv → Q/DQ → Relu: the old placement
+    with pytest.raises(ExportError, match="reads its main branch through a Q/DQ pair"):
+        check_placement(broken("Add", 0), head)
+    with pytest.raises(ExportError, match="quantizes the output of Add"):
+        check_placement(broken("Relu", 0, nth=2), head)  # the first block's Add → Q/DQ → Relu
+    model = onnx.load(str(int8.path))
+    add = next(n for n in model.graph.node if n.op_type == "Add")
+    add.input[1] = next(n for n in model.graph.node if n.op_type == "Relu").output[0]  # an Add of two Relus
+    add.input[0] = add.input[1]
+    with pytest.raises(ExportError, match="is not a ResNet residual Add"):
+        check_placement(model, head)
