@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from core.files import sha256_file
 from export.fp16 import head_nodes
 from export.metadata import read_graph, write_metadata
 from export.onnx_checks import check_model, find_mask_constant, mask_of_graph
+from export.qdq_checks import check_int8_graph, pair_source, producers, residual_adds
 
 from .data import CalibrationSet
-from .qdq_checks import check_placement, check_qdq, residual_adds
 from .reader import BatchReader
 
 logger = logging.getLogger(__name__)
@@ -142,10 +143,8 @@ def quantize_graph(
     ranges_file.unlink()
 
     quantized = onnx.load(str(output))
-    head = head_nodes(quantized)
-    _unquantize_main_branches(quantized, head)
-    count = check_qdq(quantized, head)
-    check_placement(quantized, head)
+    _unquantize_main_branches(quantized, head_nodes(quantized))
+    count = check_int8_graph(quantized)
     quantized = check_model(quantized)
     mask = mask_of_graph(graph, facts.mask_sha256, len(facts.class_names))
     find_mask_constant(quantized, mask, facts.config.mask_mode)
@@ -164,18 +163,18 @@ def _unquantize_main_branches(model: onnx.ModelProto, head: list[str]) -> None:
         ExportError: A backbone Add is not a residual Add, or its main branch does not pass
             through a Q/DQ pair of its own (one Conv → Q → DQ → Add chain).
     """
-    producer = {name: node for node in model.graph.node for name in node.output}
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    producer = producers(model)
+    readers = Counter(name for node in model.graph.node for name in node.input)
     removed: list[onnx.NodeProto] = []
     for add, main in residual_adds(model, head):
-        dq = producer.get(add.input[main])
-        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear" or readers[dq.output[0]] != 1 or readers[q.output[0]] != 1:
-            raise ExportError(f"the main branch of residual Add {add.name!r} has no dedicated Q/DQ pair to remove")
-        add.input[main] = q.input[0]
+        source = pair_source(add.input[main], producer)
+        if source == add.input[main]:
+            raise ExportError(f"the main branch of residual Add {add.name!r} has no Q/DQ pair to remove")
+        dq = producer[add.input[main]]
+        q = producer[dq.input[0]]
+        if readers[dq.output[0]] != 1 or readers[q.output[0]] != 1:
+            raise ExportError(f"the Q/DQ pair on residual Add {add.name!r}'s main branch is shared; it must be its own")
+        add.input[main] = source
         removed += [q, dq]
     gone = {name for node in removed for name in node.output}
     for index in reversed(range(len(model.graph.node))):

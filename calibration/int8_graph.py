@@ -17,6 +17,7 @@ from core.facts import CalibrationFacts
 from core.files import sha256_file
 from export.metadata import read_graph
 from export.parity import tolerances
+from export.qdq_checks import check_int8_file
 from export.typed_graph import reuse, typed_graph_path
 
 from .data import calibration_set
@@ -46,8 +47,8 @@ def int8_graph(
     Raises:
         ConfigError: ``source`` is neither FP32 nor INT8; an INT8 graph of another source or other
             settings in the way without ``force``.
-        StaleArtifactError: The range cache was computed for other images or another method
-            (``force`` recalibrates).
+        StaleArtifactError: The range cache was computed for other images or another method, or the
+            INT8 graph in the way breaks a TensorRT Q/DQ rule (``force`` recalibrates and remakes).
         ParityError: The INT8 graph fails its gate (nothing is written).
     """
     _, facts = read_graph(source, weights=False)
@@ -67,7 +68,13 @@ def int8_graph(
         }
         limits = dataclasses.asdict(tolerances("int8", tolerance_overrides))
         if reuse(target, source, wanted, limits, force=force):
-            return target
+            try:
+                check_int8_file(target, fix="pass --force to remake it")
+            except StaleArtifactError:
+                if not force:
+                    raise
+            else:
+                return target
     try:
         quantize_int8(
             source,

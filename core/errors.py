@@ -75,9 +75,9 @@ class BadInputError(InputFileError):
 
 
 class TensorRTError(DeployError):
-    """TensorRT's native library could not create an object (a builder, runtime, parser, engine or
-    execution context): typically a driver too old for the wheel's CUDA, or libraries that do not
-    match the Python bindings."""
+    """TensorRT's native library could not create an object (a builder, runtime, parser or execution
+    context): typically a driver too old for the wheel's CUDA, libraries that do not match the
+    Python bindings, or too little GPU memory."""
 
 
 class CudaError(DeployError):

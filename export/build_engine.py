@@ -8,7 +8,7 @@ stops there with exit 1 and says what is missing.
 
 A timing cache is fed to the builder only when its sidecar (``F.json``) says it was measured on this
 GPU with this TensorRT version; any other is set aside (renamed ``F.set-aside``) with a message.
-Builder optimization level 0 ignores timing caches, so the cache is then neither read nor rewritten.
+Builder optimization level 0 ignores timing caches, so ``--timing-cache`` with it is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from runtime.tensorrt_env import Machine, this_machine
 
 from .metadata import read_graph
 from .parity import add_tolerance_option, parse_tolerances
+from .qdq_checks import check_int8_file
+from .tensorrt_build import NO_TIMING_LEVEL, BuildSettings, build_serialized
 from .typed_graph import typed_graph
 
 logger = logging.getLogger(__name__)
@@ -130,6 +132,7 @@ def build_engine(
     Raises:
         ConfigError: Bad arguments or an existing output without ``force``.
         ParityError: A typed graph made here fails its gate.
+        StaleArtifactError: An INT8 graph breaks a TensorRT Q/DQ rule (``export.qdq_checks``).
         MissingDependencyError: No GPU or no TensorRT here (after the typed graph was written).
         TensorRTError: TensorRT's native library failed (a driver too old for its CUDA, mismatched libraries).
         ExportError: TensorRT refused the graph or failed to build.
@@ -137,6 +140,10 @@ def build_engine(
     started = time.perf_counter()
     source, output = Path(source), Path(output)
     _check_arguments(output, precision, workspace_mib, hardware_compat, optimization_level, force)
+    if timing_cache is not None and optimization_level == NO_TIMING_LEVEL:
+        raise ConfigError(
+            "--builder-opt-level 0 neither reads nor updates a timing cache; drop --timing-cache, or choose level 1-5"
+        )
     _, source_facts = read_graph(source, weights=False)
     profile = batch_profile(source_facts.max_batch, min_batch, opt_batch, max_batch)
     if tolerance_overrides and source_facts.precision == precision:
@@ -144,6 +151,8 @@ def build_engine(
             f"--tolerance applies to a graph made here; {source} is {precision} already and taken as it is"
         )
     graph_path = typed_graph(source, precision, output, tolerance_overrides=tolerance_overrides, force=force)
+    if precision == "int8":
+        check_int8_file(graph_path, fix="remake it with python -m calibration.quantize (with --force)")
     facts = source_facts if graph_path == source else read_graph(graph_path, weights=False)[1]
     flags = {
         "workspace": workspace_mib,
@@ -161,8 +170,6 @@ def build_engine(
             f"GPU and TensorRT: {command}"
         ) from exc
 
-    from .tensorrt_build import NO_TIMING_LEVEL, BuildSettings, build_serialized
-
     settings = BuildSettings(
         input_name=facts.input_name,
         image_size=facts.image_size,
@@ -175,11 +182,6 @@ def build_engine(
         version_compatible=version_compatible,
     )
     cache_path = Path(timing_cache) if timing_cache is not None else None
-    if cache_path is not None and optimization_level == NO_TIMING_LEVEL:
-        logger.warning(
-            "--builder-opt-level 0 neither reads nor updates a timing cache; %s is left as it is", cache_path
-        )
-        cache_path = None
     logger.info(
         "building %s from %s on %s (TensorRT %s)", output, graph_path, machine.gpu_name, machine.tensorrt_version
     )

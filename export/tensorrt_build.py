@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ExportError, MissingDependencyError
-from runtime.tensorrt_env import created, import_tensorrt
+from runtime.tensorrt_env import INSTALL_HINT, created, import_tensorrt, version_tuple
 
 logger = logging.getLogger(__name__)
 
+OLDEST = (10, 12)
 # Builder optimization level 0 takes the first working tactic and neither reads nor updates a
 # timing cache (TensorRT's documentation of IBuilderConfig.builder_optimization_level).
 NO_TIMING_LEVEL = 0
@@ -58,9 +59,12 @@ def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) 
     """
     trt = import_tensorrt()
     trt_logger = trt.Logger(trt.Logger.VERBOSE if logger.isEnabledFor(logging.DEBUG) else trt.Logger.WARNING)
-    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if strongly_typed is None:
-        raise MissingDependencyError(f"TensorRT {trt.__version__} cannot build strongly typed networks; use 10.12+")
+    if version_tuple(trt.__version__)[:2] < OLDEST:
+        raise MissingDependencyError(
+            f"TensorRT {trt.__version__} is older than 10.12, the first release whose strongly typed networks carry "
+            f"FP16 and INT8 graphs as this toolkit writes them; {INSTALL_HINT}"
+        )
+    strongly_typed = trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED
     builder = created("a builder", lambda: trt.Builder(trt_logger))
     network = created("a network", lambda: builder.create_network(1 << int(strongly_typed)))
     parser = created("an ONNX parser", lambda: trt.OnnxParser(network, trt_logger))
@@ -78,7 +82,7 @@ def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) 
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     timed = settings.optimization_level != NO_TIMING_LEVEL
     if timed:
-        _set_timing_cache(trt, config, timing_cache)
+        _set_timing_cache(config, timing_cache)
     profile = created("an optimization profile", builder.create_optimization_profile)
     size = settings.image_size
     profile.set_shape(
@@ -96,12 +100,14 @@ def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) 
     return Built(bytes(plan), _timing_cache_bytes(config) if timed else None, trt.__version__)
 
 
-def _set_timing_cache(trt, config, data: bytes) -> None:
-    """Feeds ``data`` to the builder; a cache TensorRT refuses (another device) gives way to a fresh one."""
-    cache = created("a timing cache", lambda: config.create_timing_cache(data))
-    if config.set_timing_cache(cache, ignore_mismatch=False):
-        return
-    logger.warning("TensorRT refused the timing cache (measured on another device); starting a fresh one")
+def _set_timing_cache(config, data: bytes) -> None:
+    """Feeds ``data`` (b"" for none) to the builder. A cache TensorRT cannot read, or refuses (measured
+    on another device), gives way to a fresh one."""
+    if data:
+        cache = config.create_timing_cache(data)
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return
+        logger.warning("TensorRT refused the timing cache (unreadable, or measured on another device); starting afresh")
     fresh = created("a timing cache", lambda: config.create_timing_cache(b""))
     if not config.set_timing_cache(fresh, ignore_mismatch=False):
         logger.warning("TensorRT refused a fresh timing cache too; building without one")

@@ -16,7 +16,7 @@ from core.errors import InputFileError, StaleArtifactError
 from core.files import sha256_file
 from core.manifest import Manifest, manifest_path, read_manifest
 
-from .tensorrt_env import UNKNOWN_VERSION, Machine
+from .tensorrt_env import UNKNOWN_VERSION, Machine, version_tuple
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ def check_plan(plan: str | os.PathLike, machine: Machine) -> Manifest:
     if problem:
         raise StaleArtifactError(f"{plan.name} {problem}; {fix}")
     engine = facts.engine
-    if engine.compute_capability == machine.compute_capability and engine.gpu_name != machine.gpu_name:
+    same_capability = engine.compute_capability == machine.compute_capability
+    if same_capability and engine.gpu_name != machine.gpu_name and engine.hardware_compat == "none":
         logger.warning(
             "%s was built on %s and is loaded on %s (same compute capability): TensorRT allows it but does not "
             "recommend it (other tactics may be fastest here, or fail); rebuild here for the best engine: %s",
@@ -108,23 +109,19 @@ def timing_cache_problem(measured_on: Machine | None, machine: Machine) -> str |
     return None
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".") if part.isdigit())
-
-
 def _version_problem(manifest: Manifest, machine: Machine) -> str | None:
     engine = manifest.facts.engine
     built, here = engine.tensorrt_version, machine.tensorrt_version
-    if UNKNOWN_VERSION in (built, here) or not _version(built) or not _version(here):
+    if UNKNOWN_VERSION in (built, here) or not version_tuple(built) or not version_tuple(here):
         return f"was built with TensorRT {built}; this machine's TensorRT version is {here}, so they cannot be matched"
     if built == here:
         return None
     if engine.version_compatible:
         # A version-compatible plan runs on TensorRT of its build version or later within its major,
         # and across majors only as ACROSS_MAJORS says; never on an older one.
-        major = _version(built)[0]
+        major = version_tuple(built)[0]
         majors = {major} | {later for earlier, later in ACROSS_MAJORS if earlier == major}
-        if _version(here) >= _version(built) and _version(here)[0] in majors:
+        if version_tuple(here) >= version_tuple(built) and version_tuple(here)[0] in majors:
             return None
         covered = " and ".join(f"{m}.x" for m in sorted(majors))
         return f"was built version-compatible with TensorRT {built}, which covers later {covered} runtimes, not {here}"

@@ -134,6 +134,11 @@ def visible_gpu() -> tuple[str, tuple[int, int]] | None:
     return select_gpu(gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("CUDA_DEVICE_ORDER"))
 
 
+def version_tuple(text: str) -> tuple[int, ...]:
+    """A TensorRT version's numeric parts: ``"10.14.1.48.post1"`` → (10, 14, 1, 48); () for none."""
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
 def tensorrt_version() -> str | None:
     """The installed TensorRT's version, read from package metadata (no import), or None.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigError, InferenceError, InputFileError
+from core.errors import ConfigError, InferenceError, InputFileError, TensorRTError
 from core.facts import ServingFacts
 
 from .cuda_memory import CudaRuntime
@@ -63,12 +63,13 @@ class TensorRTRunner:
         trt = import_tensorrt()
         self._trt = trt
         self._cuda = CudaRuntime()
-        self._trt_logger = trt.Logger(trt.Logger.WARNING)
+        self._trt_logger = trt.Logger(trt.Logger.VERBOSE if logger.isEnabledFor(logging.DEBUG) else trt.Logger.WARNING)
         self._runtime = created("a runtime", lambda: trt.Runtime(self._trt_logger))
         if manifest.facts.engine.version_compatible:
             # The plan embeds the lean runtime it was built with, and TensorRT runs that code only
             # when allowed to: load version-compatible plans only from a source you trust as you
-            # would trust an executable (the manifest's sha256 has already been checked).
+            # would trust an executable. The manifest's sha256 guards against accidents (a replaced
+            # or truncated plan), not tampering: it lies beside the plan, as writable as it.
             self._runtime.engine_host_code_allowed = True
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
@@ -120,7 +121,13 @@ class TensorRTRunner:
         if slot is not None:
             return slot
         with self._lock:
-            context = created(f"an execution context for {self.path.name}", self._engine.create_execution_context)
+            context = self._engine.create_execution_context()
+            if context is None:
+                raise TensorRTError(
+                    f"TensorRT could not create an execution context for {self.path.name}, usually for want of GPU "
+                    f"memory for its activations at batch {self.facts.max_batch}: free GPU memory (fewer threads "
+                    f"or processes serving it), or rebuild the plan with a smaller --max-batch"
+                )
             size, batch = self.facts.image_size, self.facts.max_batch
             shapes = {
                 self.facts.input_name: (batch, 3, size, size),

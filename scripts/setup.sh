@@ -23,6 +23,7 @@ PIP_FIND_LINKS= .venv/bin/python -m pip install --quiet -e ".[test]"
 for version in 10.12.0.36 10.13.3.9 10.16.1.11 11.0.0.114 11.4.0.106; do
     target=.venv/tensorrt-bindings/$version
     [ -d "$target/tensorrt_bindings" ] && continue
+    rm -rf "$target.partial"
     PIP_FIND_LINKS= .venv/bin/python -m pip install --quiet --no-deps --target "$target.partial" \
         "tensorrt-cu12-bindings==$version"
     rm -rf "$target" && mv "$target.partial" "$target"

@@ -43,6 +43,8 @@ def test_build_engine_with_a_failing_native_library_ends_in_one_error_line(
     bindings: Path, fp32_graph: Path, tmp_path: Path
 ) -> None:
     env = environment(bindings, tmp_path)
+    for variable in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):  # the listed GPU is the one used
+        env.pop(variable, None)
     smi = tmp_path / "bin" / "nvidia-smi"  # a GPU is listed; TensorRT's native builder then fails
     smi.parent.mkdir()
     smi.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 9.0, GPU-00000000'\n")

@@ -6,13 +6,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from calibration.int8_graph import Calibration, int8_graph
-from core.errors import ConfigError
+from core.errors import ConfigError, StaleArtifactError
 from core.files import sha256_file
+from core.manifest import read_manifest, write_manifest
+from export.build_engine import build_engine
 from export.metadata import graph_precision
+from export.qdq_checks import check_int8_file
 from export.typed_graph import typed_graph
 from tests.helpers import FIXTURE_INT8_LIMITS, facts_of
 
@@ -61,3 +66,37 @@ def test_a_changed_source_or_image_set_is_not_reused(fp32_graph: Path, demo_data
     with pytest.raises(ConfigError, match="with these settings"):
         int8_graph(fp32_graph, plan, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
     assert facts_of(made).source_onnx_sha256 == sha256_file(fp32_graph)
+
+
+def _with_the_old_placement(graph: Path) -> None:
+    """Rewrites ``graph`` (and its manifest, so that it still describes the bytes) with a Q/DQ pair
+    between a Conv and its Relu, as INT8 graphs were made before the TensorRT placement."""
+    model = onnx.load(str(graph))
+    relu = next(node for node in model.graph.node if node.op_type == "Relu")
+    names = [f"{relu.name}_scale", f"{relu.name}_zero"]
+    model.graph.initializer.extend(
+        [numpy_helper.from_array(np.float32(0.05), names[0]), numpy_helper.from_array(np.int8(0), names[1])]
+    )
+    quantize = onnx.helper.make_node("QuantizeLinear", [relu.input[0], *names], ["old_q"], "old_q")
+    dequantize = onnx.helper.make_node("DequantizeLinear", ["old_q", *names], ["old_dq"], "old_dq")
+    model.graph.node.extend([quantize, dequantize])
+    relu.input[0] = "old_dq"
+    onnx.save(model, str(graph))
+    manifest = read_manifest(graph)
+    write_manifest(graph, manifest.facts, parity=manifest.parity, calibration_set=manifest.calibration_set, force=True)
+
+
+def test_an_int8_graph_with_the_old_qdq_placement_is_neither_reused_nor_built(
+    fp32_graph: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "model.plan"
+    calibration = Calibration(demo_data / "train", demo_data / "instances_train.json")
+    made = int8_graph(fp32_graph, plan, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    _with_the_old_placement(made)
+    with pytest.raises(StaleArtifactError, match=r"quantizes the output of Conv .*pass --force to remake it"):
+        int8_graph(fp32_graph, plan, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    # Handed straight to the engine build, it is refused before TensorRT or a GPU is looked for.
+    with pytest.raises(StaleArtifactError, match=r"quantizes the output of Conv .*python -m calibration.quantize"):
+        build_engine(made, tmp_path / "model.int8.plan", precision="int8")
+    int8_graph(fp32_graph, plan, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS, force=True)
+    check_int8_file(made, fix="")  # remade with the placement TensorRT fuses

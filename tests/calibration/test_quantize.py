@@ -14,7 +14,6 @@ from onnx import numpy_helper
 from calibration import quantize as quantize_cli
 from calibration.cache import RangeKey, read_ranges
 from calibration.data import SMALL_SET, calibration_set
-from calibration.qdq_checks import check_placement, check_qdq, residual_adds
 from calibration.quantize import method_spec, quantize_int8
 from calibration.reader import BatchReader
 from core.errors import ConfigError, ExportError, InputFileError, ParityError, StaleArtifactError
@@ -23,6 +22,7 @@ from core.manifest import manifest_path, read_manifest
 from export import check_parity as check_parity_cli
 from export.fp16 import head_nodes
 from export.metadata import graph_precision
+from export.qdq_checks import check_placement, check_qdq, residual_adds
 from export.typed_graph import typed_graph
 from tests.helpers import FIXTURE_INT8_LIMITS, facts_of
 

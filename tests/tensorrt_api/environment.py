@@ -9,6 +9,7 @@ on the loader path, and ``tensorrt`` importable as users import it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -24,7 +25,8 @@ META_PACKAGE = "from tensorrt_bindings import *\nfrom tensorrt_bindings import _
 
 def installed_bindings() -> list[Path]:
     """The installed binding folders, oldest version first."""
-    folders = [path for path in BINDINGS.glob("*") if (path / "tensorrt_bindings").is_dir()]
+    folders = [path for path in BINDINGS.glob("*") if re.fullmatch(r"\d+(\.\d+)+", path.name)]
+    folders = [path for path in folders if (path / "tensorrt_bindings").is_dir()]
     return sorted(folders, key=lambda path: tuple(int(part) for part in path.name.split(".")))
 
 

@@ -5,9 +5,10 @@ exists to call. A :class:`Mirror` stands for an instance of a genuine binding cl
 ``trt.IBuilderConfig``, …): every attribute our code reads must exist on that class, every method
 call must match one of the pybind11 signatures the class declares (argument count, keyword names
 and types, read from the genuine module's docstrings), and every property written must have a
-setter taking that type. Results are the test's ``answers`` where given, else a mirror of the
-declared return class. Enums, ``Logger``, ``IProgressMonitor``, ``Dims`` and ``nptype`` are the
-genuine module's own: they run without native code.
+setter taking that type. Results are the test's ``answers`` where given (None for a constructor:
+its native factory fails), else a mirror of the declared return class. Enums, ``Logger``,
+``IProgressMonitor``, ``Dims`` and ``nptype`` are the genuine module's own: they run without native
+code.
 """
 
 from __future__ import annotations
@@ -223,7 +224,9 @@ class ModuleView(ModuleType):
 def _factory(world: World, cls: type) -> Callable[..., Mirror]:
     def construct(*args: Any, **kwargs: Any) -> Any:
         key = f"{cls.__name__}.__init__"
-        made = call(world, key, inspect.getattr_static(cls, "__init__"), args, kwargs)
-        return Mirror(cls, world) if made is None else made
+        if key in world.answers and world.answers[key] is None:  # a failing factory, as pybind11 reports it
+            raise TypeError("pybind11::init(): factory function returned nullptr")
+        call(world, key, inspect.getattr_static(cls, "__init__"), args, kwargs)
+        return Mirror(cls, world)
 
     return construct

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ExportError, TensorRTError
+from core.errors import ConfigError, ExportError, MissingDependencyError, TensorRTError
 from core.manifest import manifest_path, read_manifest
+from export import tensorrt_build
 from export.build_engine import build_engine
 from export.tensorrt_build import BuildSettings, build_serialized
 
@@ -43,12 +44,20 @@ def test_every_builder_call_exists_with_the_signature_we_use(trt, world: World) 
     assert calls["IBuilderConfig.builder_optimization_level="] == (3,)
     assert calls["IBuilderConfig.hardware_compatibility_level="] == (trt.HardwareCompatibilityLevel.AMPERE_PLUS,)
     assert calls["IBuilderConfig.create_timing_cache"] == (b"old cache",)
+    assert calls["IBuilderConfig.set_timing_cache"][1:] == (("ignore_mismatch", False),)
     assert calls["IOptimizationProfile.set_shape"] == ("images", (1, 3, 64, 64), (8, 3, 64, 64), (32, 3, 64, 64))
     assert isinstance(calls["IBuilderConfig.progress_monitor="][0], trt.IProgressMonitor)
     # TF32 is on by default in every version and would break the fp32 gate: cleared, never set.
     assert _flags(world, "clear_flag") == [trt.BuilderFlag.TF32]
     assert _flags(world, "set_flag") == [trt.BuilderFlag.VERSION_COMPATIBLE]
     assert not hasattr(trt.BuilderFlag, "FP16") or trt.BuilderFlag.FP16 not in _flags(world, "set_flag")
+
+
+def test_a_tensorrt_older_than_10_12_is_refused(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tensorrt_build.import_tensorrt(), "__version__", "10.11.0.33", raising=False)
+    with pytest.raises(MissingDependencyError, match="TensorRT 10.11.0.33 is older than 10.12"):
+        build_serialized(Path("m.onnx"), SETTINGS, b"")
+    assert not world.calls  # refused before any native call
 
 
 def test_the_mirror_refuses_what_the_genuine_module_does_not_offer(trt, world: World) -> None:
@@ -69,6 +78,7 @@ def test_the_mirror_refuses_what_the_genuine_module_does_not_offer(trt, world: W
 @pytest.mark.parametrize(
     ("failing", "what"),
     [
+        ("OnnxParser.__init__", "an ONNX parser"),
         ("Builder.create_network", "a network"),
         ("Builder.create_builder_config", "a builder configuration"),
         ("Builder.create_optimization_profile", "an optimization profile"),
@@ -92,7 +102,7 @@ def test_a_parser_failure_and_a_failed_build_are_typed(world: World) -> None:
         build_serialized(Path("m.onnx"), SETTINGS, b"")
 
 
-def test_a_refused_timing_cache_gives_way_to_a_fresh_one(world: World, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refused_timing_cache_gives_way_to_a_fresh_one(trt, world: World, caplog: pytest.LogCaptureFixture) -> None:
     world.answers.update(BUILT)
     refusals = iter([False, True])
     world.answers["IBuilderConfig.set_timing_cache"] = lambda cache, ignore_mismatch: next(refusals)
@@ -102,6 +112,18 @@ def test_a_refused_timing_cache_gives_way_to_a_fresh_one(world: World, caplog: p
         (b"",),
     ]
     assert "refused the timing cache" in caplog.text and built.timing_cache == b"measured"
+    # A cache TensorRT cannot read at all (a truncated file): the same fresh start.
+    world.calls.clear()
+    world.answers["IBuilderConfig.set_timing_cache"] = True
+    world.answers["IBuilderConfig.create_timing_cache"] = lambda data: (
+        Mirror(trt.ITimingCache, world) if not data else None
+    )
+    assert build_serialized(Path("m.onnx"), SETTINGS, b"truncated").plan == b"serialized engine"
+    assert [args for key, args in world.calls if key == "IBuilderConfig.create_timing_cache"] == [
+        (b"truncated",),
+        (b"",),
+    ]
+    del world.answers["IBuilderConfig.create_timing_cache"]
     # No timing cache after the build: the plan is still returned, the cache file left alone.
     world.answers["IBuilderConfig.set_timing_cache"] = True
     world.answers["IBuilderConfig.get_timing_cache"] = None
@@ -125,9 +147,10 @@ def test_optimization_level_0_neither_reads_nor_rewrites_the_timing_cache(
     world: World, fp32_graph: Path, tmp_path: Path
 ) -> None:
     world.answers.update(BUILT)
-    cache = tmp_path / "timing.cache"
-    cache.write_bytes(b"kept")
-    build_engine(fp32_graph, tmp_path / "model.plan", precision="fp32", timing_cache=cache, optimization_level=0)
-    assert cache.read_bytes() == b"kept" and not manifest_path(cache).exists()
-    assert not any(key.startswith("IBuilderConfig.") and "timing_cache" in key for key, _ in world.calls)
+    level_0 = BuildSettings("images", 64, 1, 8, 32, 1024, 0, "none", False)
+    assert build_serialized(Path("m.onnx"), level_0, b"cache").timing_cache is None
+    assert not any("timing_cache" in key for key, _ in world.calls)
     assert dict(world.calls)["IBuilderConfig.builder_optimization_level="] == (0,)
+    cache = tmp_path / "timing.cache"
+    with pytest.raises(ConfigError, match="level 0 neither reads nor updates a timing cache; drop --timing-cache"):
+        build_engine(fp32_graph, tmp_path / "model.plan", precision="fp32", timing_cache=cache, optimization_level=0)

@@ -1,15 +1,22 @@
 """Structural rules of a TensorRT-bound INT8 graph: symmetric INT8 Q/DQ, none in the head, and Q/DQ
-placed where TensorRT's explicit-quantization guidance puts them (``check_placement``)."""
+placed where TensorRT's explicit-quantization guidance puts them (``check_placement``).
+
+``calibration`` checks every graph it writes or reuses; ``export.build_engine`` checks an INT8 graph
+before building from it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from core.errors import ExportError
+from core.errors import ExportError, StaleArtifactError
+
+from .fp16 import head_nodes
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -51,11 +58,11 @@ def check_qdq(model: onnx.ModelProto, head: list[str]) -> int:
     return len(nodes)
 
 
-def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     return {name: node for node in model.graph.node for name in node.output}
 
 
-def _source(tensor: str, producer: dict[str, onnx.NodeProto]) -> str:
+def pair_source(tensor: str, producer: dict[str, onnx.NodeProto]) -> str:
     """The tensor a Q→DQ pair reads, if ``tensor`` is the output of one; else ``tensor`` itself."""
     dq = producer.get(tensor)
     if dq is not None and dq.op_type == "DequantizeLinear":
@@ -66,7 +73,7 @@ def _source(tensor: str, producer: dict[str, onnx.NodeProto]) -> str:
 
 
 def _is_pair_output(tensor: str, producer: dict[str, onnx.NodeProto]) -> bool:
-    return _source(tensor, producer) != tensor
+    return pair_source(tensor, producer) != tensor
 
 
 def _ancestors(tensors: Iterable[str], producer: dict[str, onnx.NodeProto]) -> set[str]:
@@ -93,18 +100,18 @@ def residual_adds(model: onnx.ModelProto, head: list[str]) -> list[tuple[onnx.No
     Raises:
         ExportError: A backbone Add (outside ``head``) is not such a residual Add.
     """
-    producer = _producers(model)
+    producer = producers(model)
 
     def is_main(add: onnx.NodeProto, index: int) -> bool:
-        conv = producer.get(_source(add.input[index], producer))
+        conv = producer.get(pair_source(add.input[index], producer))
         if conv is None or conv.op_type != "Conv":
             return False
-        identity = _source(add.input[1 - index], producer)
+        identity = pair_source(add.input[1 - index], producer)
         downsample = producer.get(identity)
         block_input = identity
         if downsample is not None and downsample.op_type == "Conv":
-            block_input = _source(downsample.input[0], producer)
-        return block_input in _ancestors([_source(conv.input[0], producer)], producer)
+            block_input = pair_source(downsample.input[0], producer)
+        return block_input in _ancestors([pair_source(conv.input[0], producer)], producer)
 
     adds = []
     for add in model.graph.node:
@@ -133,7 +140,7 @@ def check_placement(model: onnx.ModelProto, head: list[str]) -> None:
     Raises:
         ExportError: A rule is broken, or a backbone Add is not a residual Add.
     """
-    producer = _producers(model)
+    producer = producers(model)
     constants = {i.name: i for i in model.graph.initializer}
     adds = residual_adds(model, head)
     identities = set()
@@ -178,3 +185,28 @@ def check_placement(model: onnx.ModelProto, head: list[str]) -> None:
                 f"{node.name!r} quantizes the output of Conv {upstream.name!r} (read by {', '.join(consumers)}); "
                 "TensorRT then cannot fuse the Conv with its consumer"
             )
+
+
+def check_int8_graph(model: onnx.ModelProto) -> int:
+    """Both rules on ``model`` (its head found as the FP16 graph's is); returns the Q/DQ node count.
+
+    Raises:
+        ExportError: A rule is broken.
+    """
+    head = head_nodes(model)
+    count = check_qdq(model, head)
+    check_placement(model, head)
+    return count
+
+
+def check_int8_file(path: Path, fix: str) -> None:
+    """:func:`check_int8_graph` on the graph stored at ``path``; ``fix`` says how to remake it.
+
+    Raises:
+        StaleArtifactError: A rule is broken (INT8 graphs made before the TensorRT Q/DQ placement
+            break the placement rule).
+    """
+    try:
+        check_int8_graph(onnx.load(str(path), load_external_data=False))
+    except ExportError as exc:
+        raise StaleArtifactError(f"{path}: {exc}; {fix}") from exc
