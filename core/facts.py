@@ -25,6 +25,7 @@ from .config import ModelConfig, Preprocessing, validate_class_names
 from .errors import ClassNamesMismatchError, ConfigError, InputFileError
 
 FORMAT_VERSION = 1
+UNKNOWN_PLATFORM = "unknown"
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 HARDWARE_COMPAT: tuple[str, ...] = ("none", "ampere+")
 # Config values every artifact also records at the top level, for readers without this toolkit.
@@ -147,6 +148,8 @@ class EngineFacts:
         workspace_mib: Builder workspace.
         build_seconds: How long the build took.
         build_command: The command that builds it again.
+        platform: The OS and CPU architecture it was built on (``linux-x86_64``): plans are not
+            portable across platforms. ``unknown`` in manifests written before it was recorded.
     """
 
     tensorrt_version: str
@@ -159,6 +162,7 @@ class EngineFacts:
     workspace_mib: int
     build_seconds: float
     build_command: str
+    platform: str
 
 
 @dataclass(frozen=True)
@@ -307,6 +311,7 @@ class ArtifactFacts:
                 "workspace_mib": engine.workspace_mib,
                 "build_seconds": engine.build_seconds,
                 "build_command": engine.build_command,
+                "platform": engine.platform,
             }
         return data
 
@@ -398,4 +403,5 @@ def _engine(data: Mapping[str, Any]) -> EngineFacts:
         workspace_mib=whole(data["workspace_mib"]),
         build_seconds=float(data["build_seconds"]),
         build_command=text(data["build_command"]),
+        platform=text(data["platform"]) if "platform" in data else UNKNOWN_PLATFORM,
     )

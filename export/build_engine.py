@@ -202,6 +202,7 @@ def build_engine(
         workspace_mib=workspace_mib,
         build_seconds=round(build_seconds, 1),
         build_command=command,
+        platform=machine.platform,
     )
     plan_facts = facts.built_into(
         engine,

@@ -79,7 +79,8 @@ def check_plan(plan: str | os.PathLike, machine: Machine) -> Manifest:
     source = plan.parent / facts.source_onnx if facts.source_onnx else None
     if source is not None and source.is_file() and sha256_file(source) != facts.source_onnx_sha256:
         raise StaleArtifactError(f"{source.name} changed after {plan.name} was built from it; {fix}")
-    problem = _version_problem(manifest, machine) or _hardware_problem(manifest, machine)
+    problem = _platform_problem(manifest, machine) or _version_problem(manifest, machine)
+    problem = problem or _hardware_problem(manifest, machine)
     if problem:
         raise StaleArtifactError(f"{plan.name} {problem}; {fix}")
     engine = facts.engine
@@ -107,6 +108,13 @@ def timing_cache_problem(measured_on: Machine | None, machine: Machine) -> str |
             f"{measured_on.tensorrt_version}"
         )
     return None
+
+
+def _platform_problem(manifest: Manifest, machine: Machine) -> str | None:
+    built = manifest.facts.engine.platform
+    if built == machine.platform:
+        return None
+    return f"was built on {built}; this machine is {machine.platform} (plans are not portable across platforms)"
 
 
 def _version_problem(manifest: Manifest, machine: Machine) -> str | None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import platform
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -46,6 +48,10 @@ Made = TypeVar("Made")
 UNKNOWN_VERSION = "unknown"
 
 
+# This machine's OS and CPU architecture; a TensorRT plan runs only on the platform it was built on.
+HOST_PLATFORM = f"{sys.platform}-{platform.machine()}"
+
+
 @dataclass(frozen=True)
 class Machine:
     """The facts a TensorRT plan or timing cache depends on."""
@@ -53,12 +59,14 @@ class Machine:
     gpu_name: str
     compute_capability: tuple[int, int]
     tensorrt_version: str
+    platform: str = HOST_PLATFORM
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "gpu_name": self.gpu_name,
             "compute_capability": list(self.compute_capability),
             "tensorrt_version": self.tensorrt_version,
+            "platform": self.platform,
         }
 
     @classmethod
@@ -66,7 +74,8 @@ class Machine:
         """Inverse of :meth:`to_dict`; None when ``data`` is not such a record."""
         try:
             major, minor = data["compute_capability"]
-            machine = cls(str(data["gpu_name"]), (int(major), int(minor)), str(data["tensorrt_version"]))
+            name, version, where = str(data["gpu_name"]), str(data["tensorrt_version"]), str(data["platform"])
+            machine = cls(name, (int(major), int(minor)), version, where)
         except (KeyError, TypeError, ValueError):
             return None
         return machine

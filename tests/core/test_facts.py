@@ -29,7 +29,9 @@ FACTS = ArtifactFacts(
     opset=18,
     exporter={"torch": "2.14", "onnx": "1.19"},
 )
-ENGINE = EngineFacts("10.13.0", "NVIDIA H100", (9, 0), 4, "none", False, 3, 4096, 12.5, "python -m export.build_engine")
+ENGINE = EngineFacts(
+    "10.13.0", "NVIDIA H100", (9, 0), 4, "none", False, 3, 4096, 12.5, "python -m export.build_engine", "linux-x86_64"
+)
 
 
 @pytest.mark.parametrize(
@@ -93,6 +95,13 @@ def test_a_plan_manifest_edit_is_refused() -> None:
         ArtifactFacts.from_dict({**plan, "profile": {"min": 1, "opt": 0, "max": 8}}, "m.plan.json")
     with pytest.raises(InputFileError, match="compute capability"):
         ArtifactFacts.from_dict({**plan, "gpu": {"name": "H100", "compute_capability": [9]}}, "m.plan.json")
+
+
+def test_a_plan_manifest_from_before_platforms_were_recorded_reads_as_unknown() -> None:
+    plan = FACTS.built_into(ENGINE, min_batch=1, max_batch=8, source_name="m.onnx", source_sha256="1" * 64).to_dict()
+    assert plan["platform"] == "linux-x86_64"
+    del plan["platform"]
+    assert ArtifactFacts.from_dict(plan, "m.plan.json").engine.platform == "unknown"
 
 
 def test_a_file_without_facts_is_named_as_foreign() -> None:

@@ -156,6 +156,7 @@ def _plan(tmp_path: Path, fp32_graph: Path, **build) -> Path:
         workspace_mib=4096,
         build_seconds=1.0,
         build_command="python -m export.build_engine model.fp16.onnx --output model.plan --precision fp16",
+        platform=H100.platform,
     )
     facts = dataclasses.replace(facts_of(fp32_graph), precision="fp16").built_into(
         dataclasses.replace(engine, **build),
@@ -219,6 +220,9 @@ def test_a_replaced_plan_or_a_changed_source_is_refused(tmp_path: Path, fp32_gra
             "covers later 11.x runtimes, not 12.1.0.1",
         ),
         (Machine(H100.gpu_name, (9, 0), "unknown"), {"version_compatible": True}, "cannot be matched"),
+        # Plans are not portable across platforms (a GH200 plan on an x86-64 H100: both sm 9.0).
+        (H100, {"platform": "win32-AMD64"}, "built on win32-AMD64; this machine is linux"),
+        (H100, {"platform": "unknown", "hardware_compat": "ampere+"}, "built on unknown"),
         (Machine(H100.gpu_name, (9, 0), "abc"), {"version_compatible": True}, "cannot be matched"),
         (Machine("NVIDIA A100", (8, 0), H100.tensorrt_version), {}, "compute capability 9.0"),
         (Machine("NVIDIA A100", (8, 0), H100.tensorrt_version), {"hardware_compat": "ampere+"}, None),

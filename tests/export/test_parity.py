@@ -26,7 +26,9 @@ from models.checkpoint import load_model, save_checkpoint
 from models.evaluation import eager_logits
 from tests.helpers import facts_of, relabelled
 
-H100_BUILD = EngineFacts("10.13.0", "H100", (9, 0), 8, "none", False, 3, 4096, 1.0, "python -m export.build_engine")
+H100_BUILD = EngineFacts(
+    "10.13.0", "H100", (9, 0), 8, "none", False, 3, 4096, 1.0, "python -m export.build_engine", "linux-x86_64"
+)
 
 
 def test_figures_by_hand_and_the_gate() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from core.manifest import manifest_path, read_manifest
 from export import tensorrt_build
 from export.build_engine import build_engine
 from export.tensorrt_build import BuildSettings, build_serialized
+from runtime.tensorrt_env import HOST_PLATFORM
 
-from .mirror import APIMismatch, Mirror, World
+from .mirror import APIMismatch, Mirror, World, signatures
 
 SETTINGS = BuildSettings("images", 64, 1, 8, 32, 1024, 3, "ampere+", True)
 BUILT = {"Builder.build_serialized_network": b"serialized engine", "ITimingCache.serialize": b"measured"}
@@ -51,6 +53,17 @@ def test_every_builder_call_exists_with_the_signature_we_use(trt, world: World) 
     assert _flags(world, "clear_flag") == [trt.BuilderFlag.TF32]
     assert _flags(world, "set_flag") == [trt.BuilderFlag.VERSION_COMPATIBLE]
     assert not hasattr(trt.BuilderFlag, "FP16") or trt.BuilderFlag.FP16 not in _flags(world, "set_flag")
+
+
+def test_the_progress_monitor_overrides_what_tensorrt_declares(trt) -> None:
+    # TensorRT calls these from C++ by name and position: each must be one the genuine class declares.
+    monitor = type(tensorrt_build._progress_monitor(trt))
+    overrides = [name for name in vars(monitor) if not name.startswith("_")]
+    assert sorted(overrides) == ["phase_finish", "phase_start", "step_complete"]
+    for name in overrides:
+        (declared,) = signatures(inspect.getattr_static(trt.IProgressMonitor, name))
+        ours = list(inspect.signature(getattr(monitor, name)).parameters)[1:]
+        assert ours == [parameter for parameter, _, _ in declared.parameters], name
 
 
 def test_a_tensorrt_older_than_10_12_is_refused(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,6 +152,7 @@ def test_build_engine_writes_the_plan_and_the_facts_of_this_tensorrt(
     assert result.plan.read_bytes() == b"serialized engine"
     engine = read_manifest(result.plan).facts.engine
     assert engine.tensorrt_version == trt.__version__ and engine.compute_capability == (9, 0)
+    assert engine.platform == HOST_PLATFORM
     assert cache.read_bytes() == b"measured"
     assert json.loads(manifest_path(cache).read_text())["tensorrt_version"] == trt.__version__
 
