@@ -22,23 +22,38 @@ from core.errors import InputFileError
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR}
+# Larger images are refused before decoding: decoded, one takes MAX_PIXELS × 3 bytes.
+MAX_PIXELS = 64_000_000
+# 16-bit single-channel modes (a 16-bit grayscale PNG opens as one of these): 0..65535.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def load_rgb(source: ImageSource) -> Image.Image:
     """Decodes a path, encoded bytes, a PIL image or an HWC uint8 array into an RGB PIL image.
 
+    16-bit images (PIL modes ``I;16*`` and ``I``) are scaled to 8 bits, not clipped. A file larger
+    than :data:`MAX_PIXELS` is refused from its header, before it is decoded.
+
     Raises:
-        InputFileError: The file is missing or not a decodable image, or the array is not HWC uint8
-            with 1, 3 or 4 channels.
+        InputFileError: The file is missing, not a decodable image or too large; the image has no
+            pixels, is closed, or is floating point; the array is not HWC uint8 with 1, 3 or 4
+            channels.
     """
     if isinstance(source, Image.Image):
+        what = "the PIL image"
+        try:
+            source.load()
+        except (ValueError, OSError, AssertionError, AttributeError) as exc:
+            raise InputFileError(f"{what} cannot be read (closed, or its file is gone): {exc}") from exc
         image = source
     elif isinstance(source, np.ndarray):
+        what = "the array"
         image = _from_array(source)
     else:
         what = "image bytes" if isinstance(source, bytes) else str(source)
         try:
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as opened:
+                _check_size(opened.size, what)
                 opened.load()
                 image = opened.copy()
         except FileNotFoundError as exc:
@@ -47,7 +62,29 @@ def load_rgb(source: ImageSource) -> Image.Image:
             raise InputFileError(f"{what}: not a readable image (unknown format, or not an image)") from exc
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise InputFileError(f"{what}: not a readable image ({type(exc).__name__}: {exc})") from exc
-    return image if image.mode == "RGB" else image.convert("RGB")
+    if image.width < 1 or image.height < 1:
+        raise InputFileError(f"{what} has no pixels ({image.width}×{image.height})")
+    return _to_rgb(image, what)
+
+
+def _check_size(size: tuple[int, int], what: str) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise InputFileError(
+            f"{what} is {width}×{height} pixels; images above {MAX_PIXELS // 1_000_000} megapixels are refused "
+            f"before decoding (they would take {width * height * 3 >> 20} MiB each); downscale it first"
+        )
+
+
+def _to_rgb(image: Image.Image, what: str) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in SIXTEEN_BIT_MODES:  # convert("RGB") would clip every value above 255 to white
+        wide = np.asarray(image, dtype=np.float64)
+        return Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode == "F":
+        raise InputFileError(f"{what} holds floating-point pixels, which have no fixed scale; convert it to 8-bit")
+    return image.convert("RGB")
 
 
 def preprocess(source: ImageSource, image_size: int, preprocessing: Preprocessing) -> np.ndarray:

@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             title = f"checkpoint {args.checkpoint}"
         else:
             model = build_described_model(
-                args.backbone or "resnet101",
-                args.image_size or 448,
+                "resnet101" if args.backbone is None else args.backbone,
+                448 if args.image_size is None else args.image_size,
                 args.mask,
-                args.num_classes or 80,
+                80 if args.num_classes is None else args.num_classes,
                 args.backbone_weights,
             )
             title = "default model" if args.mask is None else f"model over {args.mask}"

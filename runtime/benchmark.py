@@ -82,7 +82,8 @@ def benchmark(
         rounds: Interleaved rounds.
 
     Raises:
-        ConfigError: A count is out of range, or the artifacts take different input sizes.
+        ConfigError: A count is out of range, every batch size exceeds every artifact's max batch, or
+            the artifacts take different input sizes.
     """
     if not batch_sizes or min(batch_sizes) < 1 or min(iterations, rounds) < 1 or warmup < 0:
         raise ConfigError("batch sizes, iterations and rounds must be at least 1, warmup at least 0")
@@ -114,6 +115,12 @@ def benchmark(
         batch_size=max(batch_sizes),
     )
     try:
+        limits = [c.max_batch for c in candidates]
+        if None not in limits and min(batch_sizes) > max(limits):  # nothing would be measured
+            raise ConfigError(
+                f"every batch size ({', '.join(map(str, batch_sizes))}) exceeds the largest batch any artifact "
+                f"takes ({max(limits)}); choose sizes up to {max(limits)}"
+            )
         with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
             files: Sequence[Path] = ()
             if include_preprocessing:

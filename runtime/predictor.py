@@ -8,6 +8,7 @@ local to the call or thread-safe (the runner, the pool), so threads may share on
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -63,7 +64,9 @@ class Predictor:
         decode_workers: int | None = None,
     ) -> None:
         self.artifact = Path(artifact)
-        _check_top_k(top_k)
+        top_k = _whole(top_k, "top_k")
+        batch_size = _whole(batch_size, "batch_size")
+        decode_workers = _whole(decode_workers, "decode_workers")
         if class_thresholds is not None and not isinstance(class_thresholds, Mapping):
             class_thresholds = read_thresholds(class_thresholds)
         runner = make_runner(self.artifact, backend, device=device, fp16=fp16)
@@ -128,8 +131,7 @@ class Predictor:
             raise ConfigError("the predictor is closed")
         items = _as_items(images)
         thresholds = self._thresholds_for(threshold)
-        top_k = self.top_k if top_k is None else top_k
-        _check_top_k(top_k)
+        top_k = self.top_k if top_k is None else _whole(top_k, "top_k")
         results: list[Result | None] = [None] * len(items)
         pending: deque[Future] = deque()
         submitted = 0
@@ -218,6 +220,10 @@ def _as_items(images) -> list:
     raise ConfigError(f"images must be an image or a sequence of images, got {type(images).__name__}")
 
 
-def _check_top_k(top_k: int | None) -> None:
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise ConfigError(f"top_k must be a positive whole number, got {top_k!r}")
+def _whole(value, what: str) -> int | None:
+    """``value`` as an int when it is a whole number of at least 1 (numpy integers included), None as None."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{what} must be a whole number of at least 1, got {value!r}")
+    return int(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,13 +73,13 @@ def threshold_vector(
         thresholds = default.astype(np.float32, copy=True)
     else:
         _check_threshold(default, "the threshold")
-        thresholds = np.full(len(class_names), default, dtype=np.float32)
+        thresholds = np.full(len(class_names), float(default), dtype=np.float32)
     index = {name: i for i, name in enumerate(class_names)}
     for name, value in (overrides or {}).items():
         if name not in index:
             raise ConfigError(f"a threshold names {name!r}, which is not a class of this model ({len(index)} classes)")
         _check_threshold(value, f"the threshold of {name!r}")
-        thresholds[index[name]] = value
+        thresholds[index[name]] = float(value)
     return thresholds
 
 
@@ -113,5 +114,6 @@ def make_prediction(
 
 
 def _check_threshold(value: float, what: str) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value) or not 0 < value < 1:
+    # numbers.Real admits numpy scalars (np.float32(0.3)) as well as int and float.
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value) or not 0 < value < 1:
         raise ConfigError(f"{what} must be a probability in (0, 1), got {value!r}")

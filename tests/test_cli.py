@@ -50,6 +50,17 @@ def test_summary_describes_a_built_model(capsys: pytest.CaptureFixture[str]) -> 
     assert "→ [1, 7], all finite" in out
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--image-size", "0"], "image_size must be at least 32 pixels, got 0"), (["--num-classes", "0"], "at least 1")],
+)
+def test_summary_refuses_zero_instead_of_using_the_default(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert summary.main(["--backbone", "resnet18", "--no-forward", *flags]) == 1
+    assert message in capsys.readouterr().err
+
+
 def test_summary_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"\x00" * 10)

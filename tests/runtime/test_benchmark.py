@@ -99,6 +99,9 @@ def test_an_onnx_only_run_skips_the_batch_it_cannot_take(
     rows = json.loads(out_json.read_text())["rows"]
     assert [(r["artifact"], r["batch"]) for r in rows] == [(fp32_graph.name, 1)]
     assert "| 16 |" not in capsys.readouterr().out
+    # Nothing at all to measure is refused, not an empty table with exit 0.
+    assert benchmark_cli([str(fp32_graph), "--batch-sizes", "100000", *QUICK]) == 1
+    assert "every batch size (100000) exceeds the largest batch any artifact takes (8)" in capsys.readouterr().err
 
 
 def test_run_benchmark_never_calls_a_candidate_over_its_limit() -> None:

@@ -98,6 +98,19 @@ def test_batch_size_must_fit_the_artifact(fp32_graph: Path) -> None:
         Predictor(fp32_graph, batch_size=9)
     with pytest.raises(ConfigError, match="top_k"):
         Predictor(fp32_graph, top_k=0)
+    for bad in ({"batch_size": 2.5}, {"batch_size": "4"}, {"decode_workers": -1}, {"decode_workers": True}):
+        (name,) = bad
+        with pytest.raises(ConfigError, match=f"{name} must be a whole number of at least 1"):
+            Predictor(fp32_graph, **bad)
+
+
+def test_numpy_scalars_are_valid_options(onnx_predictor: Predictor, fp32_graph: Path, val_images: list[Path]) -> None:
+    image = str(val_images[0])
+    reference = onnx_predictor.predict(image, threshold=0.3, top_k=3)[0]
+    (result,) = onnx_predictor.predict(image, threshold=np.float32(0.3), top_k=np.int64(3))
+    assert result.labels == reference.labels and result.top_k == reference.top_k
+    with Predictor(fp32_graph, threshold=np.float64(0.3), top_k=np.int32(3), batch_size=np.int64(2)) as predictor:
+        assert predictor.predict(image)[0].labels == reference.labels and predictor.batch_size == 2
 
 
 # --- results -----------------------------------------------------------------------------------------------------
