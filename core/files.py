@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +30,36 @@ def _umask() -> int:
 def new_folder_mode() -> int:
     """0o777 less the umask, the mode ``mkdir()`` would have given (``mkdtemp`` makes 0700)."""
     return 0o777 & ~_umask()
+
+
+def check_outputs(
+    outputs: Mapping[str, str | os.PathLike | None],
+    inputs: Iterable[str | os.PathLike | None] = (),
+    *,
+    force: bool,
+) -> None:
+    """The rule every command's outputs follow, checked before any work is done.
+
+    An output is never one of the inputs (not even with ``force``: that would destroy the input),
+    two outputs are never one file, and an existing output is replaced only with ``force``.
+    ``outputs``: flag → path, None where not asked for; ``inputs``: files and folders read.
+
+    Raises:
+        ConfigError: A rule is broken; the message names the flag and what to do.
+    """
+    sources = [Path(path).resolve() for path in inputs if path is not None]
+    seen: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        target = Path(path).resolve()
+        if any(target == source or (source.is_dir() and source in target.parents) for source in sources):
+            raise ConfigError(f"{flag} {path} is one of this command's inputs (or inside one); write elsewhere")
+        if target in seen:
+            raise ConfigError(f"{flag} and {seen[target]} both name {path}; give each output its own file")
+        seen[target] = flag
+        if not force and Path(path).exists():
+            raise ConfigError(f"{path} ({flag}) already exists; pass --force to replace it")
 
 
 @contextlib.contextmanager

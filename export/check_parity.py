@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core import cli
-from core.files import write_json, write_text
+from core.files import check_outputs, write_json, write_text
 from models.checkpoint import load_model
 
 from .artifact_parity import check_parity, select_inputs
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="write the report as JSON")
     parser.add_argument("--plot", type=Path, help="draw |Δprob| against the reference probability (PNG)")
     parser.add_argument("--write-inputs", type=Path, help="only write the inputs in polygraphy's format, then exit")
+    parser.add_argument("--force", action="store_true", help="replace existing --report/--plot/--write-inputs files")
     args = parser.parse_args(argv)
     if args.random is not None and args.random < 1:
         parser.error("--random needs at least 1 image")
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give exactly one of --candidate and --write-inputs")
 
     def body() -> None:
+        outputs = {"--report": args.report, "--plot": args.plot, "--write-inputs": args.write_inputs}
+        inputs = [args.checkpoint, args.candidate, args.images, args.annotations, args.polygraphy_inputs]
+        check_outputs(outputs, inputs, force=args.force)
         model = load_model(args.checkpoint)
         model_inputs = None
         if args.polygraphy_inputs is None:
@@ -59,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.write_inputs is not None:
             from polygraphy.json import to_json
 
-            write_text(
-                args.write_inputs, to_json([{"images": image[None]} for image in model_inputs.images]), force=False
-            )
+            write_text(args.write_inputs, to_json([{"images": image[None]} for image in model_inputs.images]))
             print(f"wrote {model_inputs.source} to {args.write_inputs}")
             return
         report, reference, logits = check_parity(

@@ -22,7 +22,7 @@ import numpy as np
 from core import cli
 from core.config import DEFAULT_MASK_THRESHOLD, MASK_MODES, MaskMode, validate_class_names
 from core.errors import ConfigError, CorrelationError, DeployError
-from core.files import atomic_output
+from core.files import atomic_output, check_outputs
 
 from .class_names import permutation
 from .coco import CLASS_ORDERS
@@ -212,13 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         "--mode", choices=MASK_MODES, help="mask mode the model uses (default: a mask file's own, else softmax)"
     )
     parser.add_argument("--plot", type=Path, help="also draw the P(j|i) heatmap with kept edges to this PNG")
-    parser.add_argument("--force", action="store_true", help="replace an existing --output")
+    parser.add_argument("--force", action="store_true", help="replace an existing --output or --plot")
     args = parser.parse_args(argv)
     if args.output is None and args.plot is None:
         parser.error("nothing to do: pass --output and/or --plot")
 
     def body() -> None:
         from .correlation_sources import read_mask_source
+
+        check_outputs({"--output": args.output, "--plot": args.plot}, [args.source, args.names], force=args.force)
 
         result = read_mask_source(args.source, args.names, args.class_order, args.threshold, args.mode)
         if args.output is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from core import cli
 from core.errors import ConfigError
+from core.files import check_outputs
 
 from .evaluation import evaluate_checkpoint
 
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, help="decision threshold (default: the checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--output", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--force", action="store_true", help="replace an existing --output")
     args = parser.parse_args(argv)
 
     def body() -> None:
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--threshold must lie in (0, 1), got {args.threshold}")
         if args.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+        check_outputs({"--output": args.output}, [args.checkpoint, args.annotations, args.images], force=args.force)
         report = evaluate_checkpoint(
             args.checkpoint,
             args.annotations,

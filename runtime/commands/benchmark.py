@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.files import write_json, write_text
+from core.files import check_outputs, write_json, write_text
 
 from ..backends import BACKENDS
 from ..benchmark import benchmark, markdown
@@ -29,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=_count(1), default=3, help="interleaved rounds")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table as markdown")
+    parser.add_argument("--force", action="store_true", help="replace existing --json/--markdown files")
 
 
 def usage_problem(args: argparse.Namespace) -> str | None:
@@ -39,6 +40,8 @@ def usage_problem(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> None:
     """Prints the table; writes JSON and markdown where asked."""
+    outputs = {"--json": args.json, "--markdown": args.markdown}
+    check_outputs(outputs, [*args.artifacts, args.images], force=args.force)
     result = benchmark(
         args.artifacts,
         args.batch_sizes,

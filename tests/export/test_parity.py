@@ -196,7 +196,8 @@ def test_polygraphy_outputs_compare_and_reports_are_written(
         "--report",
         str(report),
     ]
-    assert check_parity_main(labelled) == 0
+    assert check_parity_main(labelled) == 1  # the first report is not replaced without --force
+    assert check_parity_main([*labelled, "--force"]) == 0
     figures = json.loads(report.read_text())["figures"]
     assert abs(figures["map_drop"]) < 0.05 and figures["map_reference"] > 0
 
