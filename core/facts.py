@@ -43,8 +43,17 @@ _TEXT_FACTS = frozenset(
         "tensorrt_version",
         "hardware_compat",
         "build_command",
+        "facts_sha256",
     }
 )
+# The digest of the facts, recorded with them: a hand edit that does not recompute it is refused.
+DIGEST = "facts_sha256"
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    """sha256 of the facts as canonical JSON (sorted keys), the digest itself left out."""
+    facts = {key: value for key, value in data.items() if key != DIGEST}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def mask_sha256(mask: np.ndarray) -> str:
@@ -313,6 +322,7 @@ class ArtifactFacts:
                 "build_command": engine.build_command,
                 "platform": engine.platform,
             }
+        data[DIGEST] = _digest(data)
         return data
 
     @classmethod
@@ -362,6 +372,11 @@ class ArtifactFacts:
                 f"{where} does not record valid artifact facts ({problem}); use artifacts made by "
                 "export.to_onnx, calibration.quantize or export.build_engine, and do not edit their facts"
             ) from exc
+        if DIGEST in data and data[DIGEST] != facts.to_dict()[DIGEST]:  # absent: written before digests
+            raise InputFileError(
+                f"{where}: its facts were edited after they were written (their sha256 no longer matches); "
+                "remake the artifact with the command that made it instead of editing its facts"
+            )
         return facts
 
     def to_metadata(self) -> dict[str, str]:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, InputFileError
+from core.errors import ConfigError, InputFileError, StaleArtifactError
 from core.facts import ArtifactFacts, ServingFacts
+from core.manifest import manifest_path, read_manifest
 
 from .onnxruntime_session import load_session, onnxruntime_errors
 
@@ -36,10 +37,10 @@ class OnnxRuntimeRunner:
     def __enter__(self) -> OnnxRuntimeRunner:
         self.session = load_session(self.path, device=self.device_asked, threads=self.threads)
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.facts = ArtifactFacts.from_metadata(meta.items(), str(self.path)).serving()
-        names = [i.name for i in self.session.get_inputs()]
-        if names != [self.facts.input_name]:
-            raise InputFileError(f"{self.path}: inputs {names}, its metadata names {self.facts.input_name!r}")
+        facts = ArtifactFacts.from_metadata(meta.items(), str(self.path))
+        check_against_manifest(self.path, facts)
+        self.facts = facts.serving()
+        check_graph_io(self.path, self.session.get_inputs(), self.session.get_outputs(), facts)
         self._outputs = [o.name for o in self.session.get_outputs()]
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
         logger.debug("%s on %s", self.path.name, ", ".join(self.providers))
@@ -63,3 +64,49 @@ class OnnxRuntimeRunner:
             raise ConfigError("the runner is closed; use it inside its `with` block")
         with onnxruntime_errors(f"{self.path.name}: ONNX Runtime failed to run the batch"):
             return dict(zip(self._outputs, self.session.run(self._outputs, feed), strict=True))
+
+
+def check_graph_io(path: Path, inputs, outputs, facts: ArtifactFacts) -> None:
+    """The graph's own inputs and outputs (ONNX Runtime's ``NodeArg``s) are what its facts say:
+    one float32 input [batch, 3, S, S] and a float32 output [batch, N] of the named tensors, S the
+    image size, N the class count, a fixed batch dimension inside the facts' batch range.
+
+    Raises:
+        InputFileError: They differ; the message names what.
+    """
+    size, classes = facts.image_size, len(facts.class_names)
+    if [i.name for i in inputs] != [facts.input_name]:
+        raise InputFileError(f"{path}: inputs {[i.name for i in inputs]}, its facts name {facts.input_name!r}")
+    by_name = {o.name: o for o in outputs}
+    if facts.output_name not in by_name:
+        raise InputFileError(f"{path}: outputs {sorted(by_name)}, its facts name {facts.output_name!r}")
+    for arg, dims, what in ((inputs[0], (3, size, size), "input"), (by_name[facts.output_name], (classes,), "output")):
+        shape = list(arg.shape)
+        fixed_batch = shape[0] if shape and isinstance(shape[0], int) else None
+        if (
+            arg.type != "tensor(float)"
+            or len(shape) != 1 + len(dims)
+            or tuple(shape[1:]) != dims
+            or (fixed_batch is not None and not facts.min_batch <= fixed_batch <= facts.max_batch)
+        ):
+            expected = f"float32 [batch {facts.min_batch}..{facts.max_batch}, {', '.join(map(str, dims))}]"
+            raise InputFileError(
+                f"{path}: its {what} {arg.name!r} is {arg.type} {shape}; its facts say {expected} "
+                "(the graph or its facts were changed; export it again)"
+            )
+
+
+def check_against_manifest(path: Path, facts: ArtifactFacts) -> None:
+    """When a manifest lies beside the graph, the graph must be the file it describes, with its facts.
+
+    Raises:
+        StaleArtifactError: It is not.
+    """
+    if not manifest_path(path).is_file():
+        return  # a graph shipped alone is checked by its own facts and I/O only
+    manifest = read_manifest(path)
+    if not manifest.describes(path) or manifest.facts != facts:
+        raise StaleArtifactError(
+            f"{path} is not the graph its manifest {manifest_path(path).name} describes (its bytes or facts differ); "
+            "export it again, or remove the stale manifest if the graph is the one you mean to serve"
+        )

@@ -100,7 +100,7 @@ def test_a_plan_manifest_edit_is_refused() -> None:
 def test_a_plan_manifest_from_before_platforms_were_recorded_reads_as_unknown() -> None:
     plan = FACTS.built_into(ENGINE, min_batch=1, max_batch=8, source_name="m.onnx", source_sha256="1" * 64).to_dict()
     assert plan["platform"] == "linux-x86_64"
-    del plan["platform"]
+    del plan["platform"], plan["facts_sha256"]  # neither was recorded then
     assert ArtifactFacts.from_dict(plan, "m.plan.json").engine.platform == "unknown"
 
 
@@ -142,3 +142,21 @@ def test_the_manifest_describes_its_artifact_and_moves_in_after_it(tmp_path: Pat
     manifest_path(target).write_text(json.dumps({**FACTS.to_dict(), "artifact": "model.onnx"}))
     with pytest.raises(InputFileError, match="not a manifest written by this toolkit"):
         read_manifest(target)
+
+
+def test_facts_edited_by_hand_are_refused_and_facts_from_before_digests_are_read() -> None:
+    plan = FACTS.built_into(ENGINE, min_batch=1, max_batch=8, source_name="m.onnx", source_sha256="1" * 64).to_dict()
+    edits = [
+        {"class_names": list(reversed(plan["class_names"]))},
+        {"decision_threshold": 0.01, "model_config": {**plan["model_config"], "decision_threshold": 0.01}},
+        {"tensorrt_version": "10.14.1.48"},
+    ]
+    for edit in edits:
+        with pytest.raises(InputFileError, match="m.plan.json: its facts were edited after they were written"):
+            ArtifactFacts.from_dict({**plan, **edit}, "m.plan.json")
+    metadata = FACTS.to_metadata()
+    metadata["class_names"] = json.dumps(list(reversed(FACTS.class_names)))
+    with pytest.raises(InputFileError, match="were edited"):
+        ArtifactFacts.from_metadata(metadata.items(), "model.onnx")
+    older = {key: value for key, value in plan.items() if key != "facts_sha256"}
+    assert ArtifactFacts.from_dict(older, "m.plan.json") == ArtifactFacts.from_dict(plan, "m.plan.json")

@@ -1,0 +1,48 @@
+"""Serving trusts nothing it did not check: a graph's facts against the graph itself, against their own
+digest, and against the manifest beside the graph."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+
+from core.errors import InputFileError, StaleArtifactError
+from runtime import Predictor
+from tests.helpers import facts_of, relabelled
+
+
+def test_facts_that_do_not_describe_the_graph_are_refused_when_it_is_opened(fp32_graph: Path, tmp_path: Path) -> None:
+    renamed = relabelled(fp32_graph, tmp_path / "renamed.onnx", output_name="probabilities")
+    with pytest.raises(InputFileError, match="outputs \\['logits'\\], its facts name 'probabilities'"):
+        Predictor(renamed, device="cpu")
+    config = dataclasses.replace(facts_of(fp32_graph).config, image_size=96)
+    resized = relabelled(fp32_graph, tmp_path / "resized.onnx", config=config)
+    with pytest.raises(
+        InputFileError, match=r"its input 'images' is tensor\(float\) .*64, 64\]; its facts say .*96, 96"
+    ):
+        Predictor(resized, device="cpu")
+
+
+def test_facts_edited_inside_the_graph_are_refused(fp32_graph: Path, tmp_path: Path) -> None:
+    names = list(reversed(facts_of(fp32_graph).class_names))  # valid, but not what the graph computes
+    edited = relabelled(fp32_graph, tmp_path / "edited.onnx", metadata={"class_names": json.dumps(names)})
+    with pytest.raises(InputFileError, match="its facts were edited after they were written"):
+        Predictor(edited, device="cpu")
+
+
+def test_a_graph_is_checked_against_the_manifest_beside_it(fp32_graph: Path, tmp_path: Path) -> None:
+    graph = tmp_path / "model.onnx"
+    shutil.copy(fp32_graph, graph)
+    shutil.copy(fp32_graph.with_name(fp32_graph.name + ".json"), tmp_path / "model.onnx.json")
+    with Predictor(graph, device="cpu") as predictor:
+        assert predictor.class_names == facts_of(fp32_graph).class_names
+    model = onnx.load(str(graph))
+    model.doc_string = "changed after export"
+    onnx.save(model, str(graph))
+    with pytest.raises(StaleArtifactError, match="is not the graph its manifest model.onnx.json describes"):
+        Predictor(graph, device="cpu")
