@@ -29,6 +29,9 @@ UNLIMITED_BATCH = 32
 Result = Prediction | FailedItem
 
 
+# Preprocessed pixels ((x/255 - mean) / std with ImageNet statistics) lie within about ±2.7.
+PREPROCESSED_RANGE = 10.0
+
 class Predictor:
     """Serves one artifact (``.plan`` → TensorRT, ``.onnx`` → ONNX Runtime, ``.pt`` → torch).
 
@@ -167,12 +170,27 @@ class Predictor:
         """The backend's logits [B, N] of a preprocessed float32 batch [B, 3, S, S], B ≤ ``batch_size``.
 
         Raises:
+            ConfigError: The batch is not float32 [B, 3, S, S] with 1 ≤ B ≤ ``batch_size``.
+            BadInputError: It holds NaN or infinite values.
             InferenceError: The backend returned unusable output.
         """
         if self._runner is None:
             raise ConfigError("the predictor is closed")
-        if not 1 <= len(batch) <= self.batch_size:
-            raise ConfigError(f"a batch of {len(batch)} images; this predictor takes 1 to {self.batch_size} a call")
+        size = self.facts.image_size
+        if (
+            not isinstance(batch, np.ndarray)
+            or batch.dtype != np.float32
+            or batch.ndim != 4
+            or batch.shape[1:] != (3, size, size)
+            or not 1 <= len(batch) <= self.batch_size
+        ):
+            found = f"{batch.dtype} {batch.shape}" if isinstance(batch, np.ndarray) else type(batch).__name__
+            raise ConfigError(
+                f"logits() takes a preprocessed float32 batch [1..{self.batch_size}, 3, {size}, {size}], got {found}; "
+                "pass images to predict(), or preprocess them with core.preprocessing.preprocess_batch"
+            )
+        if not np.isfinite(batch).all():
+            raise BadInputError(0, f"a batch {batch.shape}", "holds NaN or infinite values")
         outputs = self._runner.infer({self.facts.input_name: batch})
         logits = outputs.get(self.facts.output_name)
         expected = (len(batch), len(self.class_names))
@@ -180,9 +198,17 @@ class Predictor:
             found = None if logits is None else logits.shape
             raise InferenceError(f"{self.artifact.name}: expected logits of shape {expected}, got {found}")
         if not np.isfinite(logits).all():
+            largest = float(np.abs(batch).max())
+            if largest > PREPROCESSED_RANGE:  # the input, not the artifact, is out of range
+                raise BadInputError(
+                    0,
+                    f"a batch {batch.shape}",
+                    f"holds values up to {largest:.3g}, and the logits overflowed; preprocessed images lie within "
+                    f"±{PREPROCESSED_RANGE:g} (pass images to predict(), or core.preprocessing.preprocess_batch)",
+                )
             raise InferenceError(
-                f"{self.artifact.name} produced NaN or infinite logits; the artifact is numerically broken "
-                "(check it with python -m export.check_parity)"
+                f"{self.artifact.name} produced NaN or infinite logits from an input in range; the artifact is "
+                "numerically broken (check it with python -m export.check_parity)"
             )
         return logits
 

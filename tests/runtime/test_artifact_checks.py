@@ -8,10 +8,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
-from core.errors import InputFileError, StaleArtifactError
+from core.errors import BadInputError, ConfigError, InputFileError, StaleArtifactError
 from runtime import Predictor
 from tests.helpers import facts_of, relabelled
 
@@ -46,3 +47,20 @@ def test_a_graph_is_checked_against_the_manifest_beside_it(fp32_graph: Path, tmp
     onnx.save(model, str(graph))
     with pytest.raises(StaleArtifactError, match="is not the graph its manifest model.onnx.json describes"):
         Predictor(graph, device="cpu")
+
+
+def test_logits_takes_only_a_preprocessed_float32_batch(fp32_graph: Path) -> None:
+    size = facts_of(fp32_graph).image_size
+    with Predictor(fp32_graph, device="cpu") as predictor:
+        good = np.zeros((2, 3, size, size), np.float32)
+        assert predictor.logits(good).shape == (2, len(predictor.class_names))
+        for bad in (good.astype(np.float64), np.zeros((2, 3, size + 1, size + 1), np.float32), good[0], [good]):
+            with pytest.raises(ConfigError, match="takes a preprocessed float32 batch"):
+                predictor.logits(bad)
+        broken = good.copy()
+        broken[0, 0, 0, 0] = np.nan
+        with pytest.raises(BadInputError, match="holds NaN or infinite values"):
+            predictor.logits(broken)
+        # Finite but far outside preprocessed pixels: the input is named, not the artifact.
+        with pytest.raises(BadInputError, match="holds values up to 3e\\+38, and the logits overflowed"):
+            predictor.logits(np.full((1, 3, size, size), 3e38, np.float32))
