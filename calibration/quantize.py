@@ -100,7 +100,7 @@ def quantize_int8(
     started = time.perf_counter()
     source, output = Path(source), Path(output)
     spec = method_spec(method, percentile)
-    _check_arguments(source, output, batch_size, force)
+    _check_arguments(source, output, batch_size, gate_max_images, force)
     tolerances("int8", tolerance_overrides)  # an unknown limit name is refused before any work
     if not 0 < percentile <= 100:
         raise ConfigError(f"--percentile must be in (0, 100], got {percentile}")
@@ -165,7 +165,7 @@ def quantize_int8(
     )
 
 
-def _check_arguments(source: Path, output: Path, batch_size: int | None, force: bool) -> None:
+def _check_arguments(source: Path, output: Path, batch_size: int | None, gate_images: int, force: bool) -> None:
     if output.suffix != ".onnx":
         raise ConfigError(f"{output}: the output must end in .onnx")
     if output.resolve() == source.resolve():
@@ -176,6 +176,8 @@ def _check_arguments(source: Path, output: Path, batch_size: int | None, force: 
         raise ConfigError(f"cannot write to {output.parent}: not a writable folder")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if gate_images < 1:
+        raise ConfigError(f"--gate-max-images must be at least 1, got {gate_images}")
 
 
 def _coverage_table(dataset: CalibrationSet) -> str:

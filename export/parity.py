@@ -39,6 +39,16 @@ class Tolerances:
     map_drop: float
 
 
+# The values a limit can take: the figure's own range (a NaN or a negative bound would fail every gate).
+DOMAINS = {
+    "logits_rel": (0.0, math.inf),
+    "prob_abs": (0.0, 1.0),
+    "min_cosine": (-1.0, 1.0),
+    "flip_rate": (0.0, 1.0),
+    "topk_disagreement": (0.0, 1.0),
+    "map_drop": (-100.0, 100.0),
+}
+
 # FP32: the same arithmetic in another order (ONNX Runtime's fused kernels vs torch). Observed
 # differences are ~1e-6 of the logit scale; 1e-4 leaves room for deeper nets without hiding a
 # wrong weight or op, which moves logits by percents. A probability within rounding of the
@@ -128,7 +138,7 @@ def tolerances(precision: str, overrides: Mapping[str, float] | None = None) -> 
     """The named tolerances of ``precision``, with explicit overrides (e.g. from ``--tolerance``).
 
     Raises:
-        ConfigError: Unknown precision or tolerance name.
+        ConfigError: Unknown precision or tolerance name, or a value outside its domain.
     """
     if precision not in TOLERANCES:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(TOLERANCES)}")
@@ -137,6 +147,10 @@ def tolerances(precision: str, overrides: Mapping[str, float] | None = None) -> 
     if unknown:
         names = ", ".join(f.name for f in dataclasses.fields(Tolerances))
         raise ConfigError(f"unknown tolerance {unknown}; choose from {names}")
+    for name, value in (overrides or {}).items():
+        low, high = DOMAINS[name]
+        if not (isinstance(value, int | float) and math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"tolerance {name} must be a number in [{low:g}, {high:g}], got {value!r}")
     return dataclasses.replace(base, **dict(overrides or {}))
 
 

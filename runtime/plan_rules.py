@@ -43,9 +43,11 @@ def read_plan_manifest(plan: str | os.PathLike) -> Manifest:
 
     Raises:
         StaleArtifactError: There is none (the plan cannot be checked, so it is not loaded).
-        InputFileError: It is not a plan manifest written by ``export.build_engine``.
+        InputFileError: The plan is missing, or its manifest is not one ``export.build_engine`` wrote.
     """
     plan = Path(plan)
+    if not plan.is_file():
+        raise InputFileError(f"plan not found: {plan}")
     path = manifest_path(plan)
     if not path.is_file():
         raise StaleArtifactError(
@@ -69,8 +71,6 @@ def check_plan(plan: str | os.PathLike, machine: Machine) -> Manifest:
         InputFileError: The plan or its manifest cannot be read.
     """
     plan = Path(plan)
-    if not plan.is_file():
-        raise InputFileError(f"plan not found: {plan}")
     manifest = read_plan_manifest(plan)
     facts = manifest.facts
     fix = f"rebuild it on this machine: {rebuild_command(manifest, plan)}"

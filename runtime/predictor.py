@@ -32,6 +32,7 @@ Result = Prediction | FailedItem
 # Preprocessed pixels ((x/255 - mean) / std with ImageNet statistics) lie within about ±2.7.
 PREPROCESSED_RANGE = 10.0
 
+
 class Predictor:
     """Serves one artifact (``.plan`` → TensorRT, ``.onnx`` → ONNX Runtime, ``.pt`` → torch).
 

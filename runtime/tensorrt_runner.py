@@ -20,7 +20,7 @@ from core.errors import ConfigError, InferenceError, InputFileError, TensorRTErr
 from core.facts import ServingFacts
 
 from .cuda_memory import CudaRuntime
-from .plan_rules import check_plan
+from .plan_rules import check_plan, read_plan_manifest
 from .tensorrt_env import NATIVE_HINT, created, import_tensorrt, this_machine
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class TensorRTRunner:
         self._lock = threading.Lock()
 
     def __enter__(self) -> TensorRTRunner:
+        read_plan_manifest(self.path)  # a missing plan or manifest is named before the GPU is looked for
         manifest = check_plan(self.path, this_machine())
         self.facts = manifest.facts.serving()
         trt = import_tensorrt()

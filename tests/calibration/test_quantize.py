@@ -240,6 +240,8 @@ def test_a_quantized_constant_feeding_the_head_is_refused(int8) -> None:
 def test_a_batch_larger_than_the_graph_takes_is_refused(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exceeds the graph's max batch 8"):
         _quantize(fp32_graph, demo_data, tmp_path / "out.onnx", batch_size=9)
+    with pytest.raises(ConfigError, match="--gate-max-images must be at least 1, got 0"):
+        _quantize(fp32_graph, demo_data, tmp_path / "out.onnx", gate_max_images=0)
 
 
 def test_the_cli_quantizes_and_refuses_to_overwrite(fp32_graph: Path, demo_data: Path, tmp_path: Path, capsys) -> None:

@@ -60,6 +60,10 @@ def test_tolerances_are_named_and_loosened_only_explicitly() -> None:
         tolerances("fp32", {"probability": 0.5})
     with pytest.raises(ConfigError, match="unknown precision"):
         tolerances("fp8")
+    # A limit outside its figure's range would fail (or pass) every gate: refused, not reported later.
+    for name, value in (("prob_abs", float("nan")), ("prob_abs", -1.0), ("min_cosine", 1.5), ("flip_rate", 2.0)):
+        with pytest.raises(ConfigError, match=f"tolerance {name} must be a number in"):
+            tolerances("fp32", {name: value})
 
 
 @pytest.fixture(scope="module")

@@ -64,3 +64,8 @@ def test_logits_takes_only_a_preprocessed_float32_batch(fp32_graph: Path) -> Non
         # Finite but far outside preprocessed pixels: the input is named, not the artifact.
         with pytest.raises(BadInputError, match="holds values up to 3e\\+38, and the logits overflowed"):
             predictor.logits(np.full((1, 3, size, size), 3e38, np.float32))
+
+
+def test_a_missing_plan_is_named_before_the_gpu_is_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="plan not found: .*model.plan"):
+        Predictor(tmp_path / "model.plan")
