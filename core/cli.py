@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from collections.abc import Callable
 
 from .errors import DeployError
 
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 # The toolkit's own loggers speak at INFO; third-party libraries only at WARNING.
 _PACKAGES = ("core", "models", "export", "calibration", "runtime", "pipeline")
 
@@ -44,7 +47,21 @@ def run(body: Callable[[], None], *, verbose: bool = False) -> int:
         logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
         body()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`… | head -1`): stop quietly, and keep Python from complaining again
+        # when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # Files go through core.files, which names them (OutputError); what is left is stdout or a
+        # library's own writer running out of room.
+        if exc.errno not in _NO_ROOM:
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"error: cannot write the output: {exc.strerror}; free space or write elsewhere", file=sys.stderr)
         return 1
     return 0

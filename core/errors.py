@@ -43,6 +43,10 @@ class ClassNamesMismatchError(DeployError):
     """Two class lists that must describe the same classes do not."""
 
 
+class OutputError(DeployError):
+    """An output could not be written (disk full, a quota, an I/O error, a closed pipe)."""
+
+
 class ExportError(DeployError):
     """An artifact could not be built or failed a structural check."""
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ConfigError, InputFileError
+from .errors import ConfigError, InputFileError, OutputError
 
 _CHUNK = 1 << 20
 
@@ -72,6 +72,7 @@ def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO
 
     Raises:
         ConfigError: ``path`` exists and ``force`` is False, or its folder is not writable.
+        OutputError: Writing failed (disk full, quota, I/O error); nothing is left at ``path``.
     """
     path = Path(path)
     if path.is_dir():
@@ -89,9 +90,11 @@ def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OutputError(f"cannot write {path}: {exc.strerror}; free space or write elsewhere") from exc
         raise
 
 

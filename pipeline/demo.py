@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -76,7 +77,14 @@ def run_demo(output: Path = DEFAULT_OUTPUT, *, epochs: int = DEFAULT_EPOCHS) -> 
     Raises:
         ParityError: An artifact fails its gate or could not be made (the summary is written first).
     """
-    output.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output} is a file; name a folder for the demo to fill")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the demo folder {output}: {exc.strerror}; choose a writable place") from exc
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write into {output}; choose a writable folder")
     run = DemoRun(output)
     data, reports = output / "data", output / "reports"
     splits = Splits.in_folder(data)

@@ -4,15 +4,21 @@ command is refused before it does any work."""
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError
-from core.files import check_outputs, sha256_file
+from core.errors import ConfigError, OutputError
+from core.files import check_outputs, sha256_file, write_json
 from export import check_parity
 from models import correlation, evaluate
+from pipeline import demo
 from runtime.commands import main as runtime_main
+from tests.helpers import REPO
 
 
 def test_the_rule(tmp_path: Path) -> None:
@@ -61,3 +67,34 @@ def test_reports_and_plots_are_not_replaced_without_force(
     assert kept.read_bytes() == b"a user's file"
     assert check_parity.main([*parity, "--plot", str(kept), "--force"]) == 0
     assert kept.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_failed_write_leaves_nothing_and_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "report.json"
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OutputError, match="cannot write .*report.json: No space left on device"):
+        write_json(target, {"a": 1})
+    assert list(tmp_path.iterdir()) == []  # no half-written file, no temporary left
+
+
+@pytest.mark.parametrize("shell", ["> /dev/full", "| true"])  # true exits before reading: a closed pipe
+def test_a_full_or_closed_stdout_ends_in_one_line_not_a_traceback(
+    fp32_graph: Path, demo_data: Path, shell: str
+) -> None:
+    command = f"{sys.executable} -m runtime predict {fp32_graph} {demo_data / 'val'} --json {shell}"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    if "full" in shell:
+        assert result.stderr.strip().splitlines()[-1].startswith("error: cannot write the output: No space left")
+    else:  # the reader left: nothing to say
+        assert "Error" not in result.stderr
+
+
+def test_the_demo_refuses_a_file_as_its_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("mine")
+    assert demo.main(["--output", str(tmp_path / "a-file")]) == 1
+    assert "is a file; name a folder" in capsys.readouterr().err
