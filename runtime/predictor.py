@@ -8,10 +8,12 @@ local to the call or thread-safe (the runner, the pool), so threads may share on
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
+import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -74,6 +76,9 @@ class Predictor:
         if class_thresholds is not None and not isinstance(class_thresholds, Mapping):
             class_thresholds = read_thresholds(class_thresholds)
         runner = make_runner(self.artifact, backend, device=device, fp16=fp16)
+        self._calls = threading.Condition()  # guards the calls in flight and the closing, for close()
+        self._in_flight = 0
+        self._closed = False
         self._runner = runner.__enter__()
         try:
             facts = self.facts = runner.facts
@@ -103,11 +108,29 @@ class Predictor:
         self.close()
 
     def close(self) -> None:
-        """Releases the decode threads and the backend."""
-        if self._runner is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._runner.__exit__(None, None, None)
-            self._runner = None
+        """Releases the decode threads and the backend, once the calls in flight in other threads have
+        finished; calls made after ``close`` began are refused."""
+        with self._calls:
+            if self._closed:
+                return
+            self._closed = True
+            self._calls.wait_for(lambda: self._in_flight == 0)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._runner.__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        """Counts a call in flight; refuses it once the predictor is closed (or closing)."""
+        with self._calls:
+            if self._closed:
+                raise ConfigError("the predictor is closed")
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._calls:
+                self._in_flight -= 1
+                self._calls.notify_all()
 
     def predict(
         self,
@@ -131,8 +154,10 @@ class Predictor:
             BadInputError: An image is unusable (and ``skip_bad`` is False); it names the index and item.
             InferenceError: The backend returned unusable output.
         """
-        if self._runner is None:
-            raise ConfigError("the predictor is closed")
+        with self._call():
+            return self._predict(images, threshold, top_k, skip_bad)
+
+    def _predict(self, images, threshold, top_k, skip_bad: bool) -> list[Result]:
         items = _as_items(images)
         thresholds = self._thresholds_for(threshold)
         top_k = self.top_k if top_k is None else _whole(top_k, "top_k")
@@ -155,7 +180,7 @@ class Predictor:
                             raise
                         results[index] = FailedItem(index, exc.source, exc.problem)
                 if arrays:
-                    logits = self.logits(np.stack(arrays))
+                    logits = self._logits(np.stack(arrays))
                     for index, row in zip(indices, logits, strict=True):
                         source = describe(items[index])
                         results[index] = make_prediction(index, source, row, self.class_names, thresholds, top_k)
@@ -175,8 +200,10 @@ class Predictor:
             BadInputError: It holds NaN or infinite values.
             InferenceError: The backend returned unusable output.
         """
-        if self._runner is None:
-            raise ConfigError("the predictor is closed")
+        with self._call():
+            return self._logits(batch)
+
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
         size = self.facts.image_size
         if (
             not isinstance(batch, np.ndarray)

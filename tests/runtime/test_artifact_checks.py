@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,31 @@ def test_logits_takes_only_a_preprocessed_float32_batch(fp32_graph: Path) -> Non
 def test_a_missing_plan_is_named_before_the_gpu_is_looked_for(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="plan not found: .*model.plan"):
         Predictor(tmp_path / "model.plan")
+
+
+def test_close_waits_for_calls_in_flight_and_refuses_later_ones(fp32_graph: Path, demo_data: Path) -> None:
+    images = [str(path) for path in sorted((demo_data / "val").iterdir())[:16]]
+    predictor = Predictor(fp32_graph, device="cpu", batch_size=2)
+    expected = [result.labels for result in predictor.predict(images)]
+    started, outcomes = threading.Event(), []
+
+    def serve() -> None:
+        for _ in range(5):
+            try:
+                outcomes.append([result.labels for result in predictor.predict(images)])
+            except ConfigError as exc:  # only once close() has begun: a typed refusal
+                outcomes.append(str(exc))
+            started.set()  # close() comes while the others are mid-call
+
+    threads = [threading.Thread(target=serve) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    started.wait(timeout=60)
+    predictor.close()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(outcomes) == 15
+    assert all(outcome == expected or outcome == "the predictor is closed" for outcome in outcomes)
+    assert outcomes.count(expected) >= 3
+    with pytest.raises(ConfigError, match="the predictor is closed"):
+        predictor.predict(images[:1])
