@@ -47,7 +47,7 @@ def read_ranges(path: str | os.PathLike, key: RangeKey) -> dict[str, Any]:
         stored = RangeKey(**document["key"])
         ranges = document["ranges"]
         valid = document.get("format") == FORMAT and isinstance(ranges, dict) and isinstance(ranges.get("data"), dict)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InputFileError(f"{path}: not a calibration range cache ({type(exc).__name__}: {exc})") from exc
     if not valid:
         raise InputFileError(f"{path}: not a calibration range cache written by calibration.quantize")

@@ -126,15 +126,25 @@ class ModelConfig:
             raise ConfigError(f"incomplete model config: {exc}") from exc
 
 
+# The graph attention is over all class pairs: N² entries in the mask, its statistics and the head.
+MAX_CLASSES = 4096
+
+
 def validate_class_names(names: Sequence[str], source: str = "class names") -> tuple[str, ...]:
     """Returns ``names`` as a tuple after checking they are non-empty, unique strings.
 
     Raises:
-        ConfigError: A name is empty, not a string, or repeated.
+        ConfigError: A name is empty, not a string, or repeated, or there are more than MAX_CLASSES.
     """
     result = tuple(names)
     if not result:
         raise ConfigError(f"{source}: no class names")
+    if len(result) > MAX_CLASSES:
+        gib = len(result) ** 2 * 8 / 2**30
+        raise ConfigError(
+            f"{source}: {len(result)} classes; the model's {len(result)}×{len(result)} co-occurrence mask would take "
+            f"{gib:.1f} GiB, and this toolkit takes at most {MAX_CLASSES} classes"
+        )
     bad = [n for n in result if not isinstance(n, str) or not n.strip()]
     if bad:
         raise ConfigError(f"{source}: class names must be non-empty strings, found {bad[:3]!r}")

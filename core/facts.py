@@ -394,7 +394,7 @@ class ArtifactFacts:
         for key, value in pairs:
             try:
                 data[key] = value if key in _TEXT_FACTS else json.loads(value)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:
                 raise InputFileError(f"{where}: its metadata {key!r} is not JSON; the file was edited") from exc
         return cls.from_dict(data, where)
 

@@ -128,6 +128,8 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         raise InputFileError(f"{what} not found: {path}") from exc
     except (OSError, ValueError) as exc:
         raise InputFileError(f"{path}: not readable JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise InputFileError(f"{path}: its JSON is nested too deeply to be a file of this toolkit") from exc
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -41,8 +41,8 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
             names = (
                 json.loads(text) if suffix == ".json" else [line.strip() for line in text.splitlines() if line.strip()]
             )
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputFileError(f"{path}: not UTF-8 text of class names ({exc})") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise InputFileError(f"{path}: not UTF-8 text of class names ({type(exc).__name__})") from exc
     else:
         raise InputFileError(f"{path}: class names must be a .txt (one a line), .json or .pkl list")
     if isinstance(names, np.ndarray) and names.ndim == 1:

@@ -149,6 +149,8 @@ def _read_json(path: Path) -> Mapping[str, Any]:
         data = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{path}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise AnnotationError(f"{path}: its JSON is nested too deeply to be COCO instances") from exc
     if not isinstance(data, Mapping):
         raise AnnotationError(f"{path}: expected a COCO instances object, found {type(data).__name__}")
     return data
