@@ -113,7 +113,7 @@ def quantize_graph(
     chatter = io.StringIO()  # the histogram calibrators print to stdout
     with contextlib.redirect_stdout(chatter), _without_preprocessing_advice():
         quantize_static(
-            str(source),
+            graph,  # a ModelProto: a path would make ONNX Runtime write <source>-inferred.onnx beside the source
             str(output),
             reader,
             quant_format=QuantFormat.QDQ,

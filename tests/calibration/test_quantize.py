@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -345,3 +346,19 @@ def test_check_placement_refuses_what_blocks_tensorrt_fusions(int8, fp32_graph: 
     add.input[0] = add.input[1]
     with pytest.raises(ExportError, match="is not a ResNet residual Add"):
         check_placement(model, head)
+
+
+def test_quantization_never_writes_beside_the_source(
+    fp32_graph: Path, demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a path, ONNX Runtime writes <source>-inferred.onnx beside it (a read-only folder fails,
+    # two runs collide, a kill leaves it there); the graph is handed over in memory instead.
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")  # the module, not the function
+
+    def beside_the_source(path):
+        raise AssertionError(f"ONNX Runtime was about to write beside {path}")
+
+    monkeypatch.setattr(ort_quantize, "load_model_with_shape_infer", beside_the_source)
+    before = sorted(fp32_graph.parent.iterdir())
+    _quantize(fp32_graph, demo_data, tmp_path / "model.int8.onnx", max_images=16)
+    assert sorted(fp32_graph.parent.iterdir()) == before
