@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 from core import cli
 from core.errors import ConfigError
 from core.facts import CalibrationFacts
-from core.files import sha256_file
+from core.files import sha256_file, staging_folder
 from core.manifest import manifest_path, publish, write_manifest
 from export.parity import add_tolerance_option, tolerances
 
@@ -120,8 +119,8 @@ def quantize_int8(
     if ranges is not None:
         logger.info("reusing activation ranges from %s", cache)
 
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as staging:
-        staged = Path(staging) / output.name
+    with staging_folder(output) as staging:
+        staged = staging / output.name
         computed, int8_facts = quantize_graph(
             source,
             graph,

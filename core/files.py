@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -62,6 +64,52 @@ def check_outputs(
             raise ConfigError(f"{path} ({flag}) already exists; pass --force to replace it")
 
 
+def staging_prefix(target: Path) -> str:
+    """The name prefix of this process's temporary files and folders beside ``target``: it carries
+    the process id, so that a later run can tell a dead writer's leftovers from a live one's."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def sweep_leftovers(target: Path) -> None:
+    """Removes what writers of ``target`` that no longer run left beside it (a kill -9 mid-write)."""
+    for entry in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        pid = entry.name[len(target.name) + 2 :].partition(".")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staging_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``target`` to build it in (moved into place by the caller), removed
+    afterwards; earlier runs' leftovers are swept first.
+
+    Raises:
+        ConfigError: The folder cannot be made there.
+    """
+    target = Path(target)
+    sweep_leftovers(target)
+    try:
+        folder = tempfile.TemporaryDirectory(dir=target.parent, prefix=staging_prefix(target))
+    except OSError as exc:
+        raise ConfigError(f"cannot write next to {target}: {exc.strerror}; choose a writable folder") from exc
+    with folder as name:
+        yield Path(name)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO[bytes]]:
     """Opens a temporary file beside ``path``; renames it onto ``path`` only on success.
@@ -79,8 +127,9 @@ def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO
         raise ConfigError(f"{path} is a folder; name a file to write")
     if not force and path.exists():
         raise ConfigError(f"{path} already exists; pass --force to replace it")
+    sweep_leftovers(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=staging_prefix(path), suffix=".tmp")
     except OSError as exc:
         raise ConfigError(f"cannot write to {path.parent}: {exc.strerror}; choose a writable folder") from exc
     try:

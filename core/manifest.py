@@ -120,7 +120,20 @@ def read_manifest(artifact: str | os.PathLike) -> Manifest:
 
 
 def publish(staged: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Moves a staged artifact, then its manifest, into place: a manifest never describes an artifact
-    that is not there."""
+    """Moves a staged artifact into place with its side files (``M.onnx.data``), its manifest last.
+
+    The manifest is the commit point. The old one goes first, so a run killed at any moment leaves
+    either the old pair, or an artifact without a manifest (which no reuse rule accepts and no
+    reader mistakes for the old one), or the new pair; never a manifest describing another file.
+    """
+    staged, target = Path(staged), Path(target)
+    manifest_path(target).unlink(missing_ok=True)
+    side_files = [target.with_name(target.name + ".data")]
+    for side in side_files:
+        staged_side = staged.with_name(staged.name + side.name[len(target.name) :])
+        if staged_side.exists():
+            os.replace(staged_side, side)
+        else:
+            side.unlink(missing_ok=True)  # an earlier artifact's side file must not outlive it
     os.replace(staged, target)
     os.replace(manifest_path(staged), manifest_path(target))

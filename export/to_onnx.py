@@ -13,7 +13,6 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ import torch
 from core import cli
 from core.errors import ConfigError, ExportError
 from core.facts import PRECISIONS as FACT_PRECISIONS
-from core.manifest import manifest_path, write_manifest
+from core.files import staging_folder
+from core.manifest import manifest_path, publish, write_manifest
 from models.checkpoint import load_model
 from models.classifier import MaskedGATClassifier
 from models.evaluation import eager_logits
@@ -104,9 +104,9 @@ def export_onnx(
     _check_arguments(output, precision, opset, max_batch, parity_samples, force)
     limits = tolerances(precision, tolerance_overrides)
     model = load_model(checkpoint)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as staging:
-        staged = Path(staging) / output.name
-        graph = export_graph(model, Path(staging) / "fp32.onnx", opset=opset, max_batch=max_batch)
+    with staging_folder(output) as staging:
+        staged = staging / output.name
+        graph = export_graph(model, staging / "fp32.onnx", opset=opset, max_batch=max_batch)
         if precision == "fp16":
             from .fp16 import to_fp16
 
@@ -137,14 +137,9 @@ def export_onnx(
             if not report.passed:
                 raise GateError(f"{output.name} was not written: it fails the {precision} parity gate", report)
         write_manifest(staged, facts, parity=full_report.to_dict(), force=True)
-        targets = _artifact_files(output)
-        if not force and any(path.exists() for path in targets):
+        if not force and any(path.exists() for path in _artifact_files(output)):
             raise ConfigError(f"{output} appeared while exporting; pass --force to replace it")
-        for path in targets:  # a stale .data from an earlier export must not outlive its graph
-            path.unlink(missing_ok=True)
-        for staged_file in Path(staging).iterdir():
-            if staged_file.name.startswith(output.name):
-                os.replace(staged_file, output.parent / staged_file.name)
+        publish(staged, output)
     return ExportResult(output, manifest_path(output), full_report, time.perf_counter() - started)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import onnx
 
 from core.errors import ConfigError, InputFileError
 from core.facts import PRECISIONS, ArtifactFacts
-from core.files import sha256_file
+from core.files import sha256_file, staging_folder
 from core.manifest import publish, read_manifest, write_manifest
 
 from .fp16 import to_fp16
@@ -117,8 +116,8 @@ def _write_fp16(
     find_mask_constant(half, mask_of_graph(graph, facts.mask_sha256, len(facts.class_names)), facts.config.mask_mode)
     half_facts = facts.made_into("fp16", source.name, source_sha)
     write_metadata(half, half_facts)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as staging:
-        staged = Path(staging) / target.name
+    with staging_folder(target) as staging:
+        staged = staging / target.name
         onnx.save(half, str(staged))
         images = random_inputs(facts.config, 8).images
         report = compare(

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from core import cli
 from core.errors import ConfigError
-from core.files import new_folder_mode, write_json
+from core.files import new_folder_mode, staging_prefix, sweep_leftovers, write_json
 
 from .splits import SPLITS, split_annotations, split_images
 
@@ -109,7 +109,8 @@ def generate(spec: SyntheticSpec, output: str | os.PathLike, *, force: bool = Fa
         raise ConfigError(f"{output} is a file; name a folder for the dataset")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+        sweep_leftovers(output)
+        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=staging_prefix(output)))
     except OSError as exc:
         raise ConfigError(f"cannot write the dataset next to {output}: {exc.strerror}") from exc
     try:

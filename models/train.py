@@ -18,7 +18,7 @@ from .checkpoint import load_model
 from .coco import CLASS_ORDERS
 from .devices import torch_device
 from .splits import Splits
-from .training import LAST, OPTIMIZERS, SCHEDULES, SGD_MOMENTUM, TrainConfig, new_model, prepare_output, train_splits
+from .training import LAST, OPTIMIZERS, SCHEDULES, SGD_MOMENTUM, TrainConfig, check_run_folder, new_model, train_splits
 
 _MODEL_FLAGS = ("backbone", "image_size", "mask", "class_order", "mask_threshold", "mode", "no_gat", "backbone_weights")
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             workers=args.workers,
         )
-        prepare_output(args.output, args.resume)  # fail before building anything
+        check_run_folder(args.output, args.resume)  # fail before building anything, create nothing yet
         if args.resume or args.checkpoint is not None:
             model = load_model(args.output / LAST if args.resume else args.checkpoint).train()
         else:

@@ -162,7 +162,24 @@ def train(
             raise ConfigError(
                 "the dataset's class order is not the model's; build datasets with class_names=model.class_names"
             )
+    created = not Path(output).exists()
     output = prepare_output(output, resume)
+    try:
+        return _train(model, train_set, val_set, config, output, resume)
+    except BaseException:
+        if created and not any(output.iterdir()):  # a start that failed leaves no empty run folder
+            output.rmdir()
+        raise
+
+
+def _train(
+    model: MaskedGATClassifier,
+    train_set: CocoMultiLabel,
+    val_set: CocoMultiLabel,
+    config: TrainConfig,
+    output: Path,
+    resume: bool,
+) -> TrainResult:
     optimizer = make_optimizer(model, config)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     loss_fn = nn.MultiLabelSoftMarginLoss()
@@ -269,12 +286,11 @@ def train_splits(
     return train(model, train_set, val_set, config, output, resume=resume)
 
 
-def prepare_output(output: str | os.PathLike, resume: bool) -> Path:
-    """Creates the run folder, refusing to overwrite a run unless resuming it.
+def check_run_folder(output: str | os.PathLike, resume: bool) -> Path:
+    """Checks, without creating anything, that ``output`` can take a run (a new one, or the one resumed).
 
     Raises:
-        ConfigError: The folder cannot be created, is a file, holds a run (without ``resume``) or
-            holds none (with ``resume``).
+        ConfigError: It is a file, holds a run (without ``resume``) or holds none (with ``resume``).
     """
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -285,6 +301,16 @@ def prepare_output(output: str | os.PathLike, resume: bool) -> Path:
         raise ConfigError(
             f"{output} already holds a training run; pass --resume to continue it or choose another folder"
         )
+    return output
+
+
+def prepare_output(output: str | os.PathLike, resume: bool) -> Path:
+    """Creates the run folder once :func:`check_run_folder` accepts it.
+
+    Raises:
+        ConfigError: As :func:`check_run_folder`, or the folder cannot be created.
+    """
+    output = check_run_folder(output, resume)
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

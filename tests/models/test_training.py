@@ -206,3 +206,17 @@ def test_the_model_learns_well_above_the_label_frequency_baseline(tmp_path: Path
     report = json.loads((tmp_path / "val.json").read_text())
     assert report["mAP"] == pytest.approx(max(e["mAP"] for e in history))
     assert report["mAP"] > report["baseline_mAP"] + 0.15
+
+
+def test_a_start_that_fails_leaves_no_empty_run_folder(data: Path, tmp_path: Path, monkeypatch) -> None:
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")  # stands for any failure of the first epoch
+
+    monkeypatch.setattr(training, "_train_epoch", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _train(data, tmp_path / "run", *TINY, "--epochs", "1")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user made is theirs to keep
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _train(data, tmp_path / "mine", *TINY, "--epochs", "1")
+    assert (tmp_path / "mine").is_dir()
