@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -45,6 +46,9 @@ def run(body: Callable[[], None], *, verbose: bool = False) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for package in (*_PACKAGES, "__main__"):  # a module run with -m logs as __main__
         logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
+    # A file name that is not valid UTF-8 (decoded with surrogates) prints escaped instead of failing.
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         body()
         sys.stdout.flush()

@@ -172,7 +172,7 @@ class CorrelationMask:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 probability, stored, names = data["probability"], data["mask"], data["class_names"].tolist()
-        except (OSError, ValueError, KeyError, RecursionError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile) as exc:
             raise CorrelationError(f"{path}: not a mask file from models.correlation ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("format") != FILE_FORMAT or meta.get("version") != FILE_VERSION:
             found = meta if not isinstance(meta, dict) else (meta.get("format"), meta.get("version"))

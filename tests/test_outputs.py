@@ -98,3 +98,15 @@ def test_the_demo_refuses_a_file_as_its_folder(tmp_path: Path, capsys: pytest.Ca
     (tmp_path / "a-file").write_text("mine")
     assert demo.main(["--output", str(tmp_path / "a-file")]) == 1
     assert "is a file; name a folder" in capsys.readouterr().err
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_escaped(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    odd = os.fsdecode(b"photo\xff.jpg")  # a name another system wrote in Latin-1
+    (folder / odd).write_bytes((demo_data / "val" / "000000.jpg").read_bytes())
+    command = [sys.executable, "-m", "runtime", "predict", str(fp32_graph), str(folder)]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict: a surrogate would raise
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "photo\\udcff.jpg: " in result.stdout
