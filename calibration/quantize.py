@@ -25,7 +25,7 @@ from pathlib import Path
 from core import cli
 from core.errors import ConfigError
 from core.facts import CalibrationFacts
-from core.files import sha256_file, staging_folder
+from core.files import check_outputs, sha256_file, staging_folder
 from core.manifest import manifest_path, publish, write_manifest
 from export.parity import add_tolerance_option, tolerances
 
@@ -100,6 +100,8 @@ def quantize_int8(
     source, output = Path(source), Path(output)
     spec = method_spec(method, percentile)
     _check_arguments(source, output, batch_size, gate_max_images, force)
+    inputs = [source, data, annotations, gate_images, gate_annotations, checkpoint]
+    check_outputs({"--output": output, "--cache": cache}, inputs, force=True)  # existing outputs: above
     tolerances("int8", tolerance_overrides)  # an unknown limit name is refused before any work
     if not 0 < percentile <= 100:
         raise ConfigError(f"--percentile must be in (0, 100], got {percentile}")

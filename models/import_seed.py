@@ -18,6 +18,7 @@ import torch
 from core import cli
 from core.config import BACKBONES, DEFAULT_MASK_THRESHOLD, ModelConfig
 from core.errors import CorrelationError, WeightsError
+from core.files import check_outputs
 
 from .backbones import check_trunk_state, infer_resnet, read_state_dict
 from .checkpoint import save_checkpoint
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
+        check_outputs({"--output": args.output}, [args.state_dict, args.correlation, args.names], force=args.force)
         model = import_seed(
             args.state_dict,
             args.correlation,

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from calibration import quantize
 from core.files import staging_folder, staging_prefix, write_bytes
 from core.manifest import manifest_path, publish, read_manifest, write_manifest
 from export.to_onnx import main as to_onnx_main
-from tests.helpers import REPO, facts_of
+from tests.helpers import FIXTURE_INT8_LIMITS, REPO, facts_of
 
 
 def _dead_pid() -> int:
@@ -85,5 +86,28 @@ def test_an_export_killed_at_any_moment_then_rerun_ends_as_an_uninterrupted_one(
     child.wait(timeout=60)
     assert to_onnx_main([*command, "--output", str(output), "--force"]) == 0
     assert sorted(path.name for path in output.parent.iterdir()) == ["model.onnx", "model.onnx.json"]  # no debris
+    assert read_manifest(output).describes(output)
+    assert output.read_bytes() == reference.read_bytes()
+
+
+@pytest.mark.parametrize("seconds", [3.0, 7.0])
+def test_a_quantization_killed_at_any_moment_then_rerun_ends_as_an_uninterrupted_one(
+    fp32_graph: Path, demo_data: Path, tmp_path: Path, seconds: float
+) -> None:
+    limits = [f"--tolerance={name}={value}" for name, value in FIXTURE_INT8_LIMITS.items()]
+    command = [str(fp32_graph), "--data", str(demo_data / "train"), *limits]
+    reference = tmp_path / "reference" / "model.int8.onnx"
+    reference.parent.mkdir()
+    assert quantize.main([*command, "--output", str(reference)]) == 0
+    output = tmp_path / "run" / "model.int8.onnx"
+    output.parent.mkdir()
+    argv = [sys.executable, "-m", "calibration.quantize", *command, "--output", str(output)]
+    child = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(seconds)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    assert quantize.main([*command, "--output", str(output), "--force"]) == 0
+    left = sorted(path.name for path in output.parent.iterdir())
+    assert left == ["model.int8.onnx", "model.int8.onnx.json", "model.int8.onnx.minmax.ranges.json"]  # no debris
     assert read_manifest(output).describes(output)
     assert output.read_bytes() == reference.read_bytes()

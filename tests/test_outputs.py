@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from calibration import quantize
 from core.errors import ConfigError, OutputError
 from core.files import check_outputs, sha256_file, write_json
 from export import check_parity
-from models import correlation, evaluate
+from models import correlation, evaluate, import_seed
 from pipeline import demo
 from runtime.commands import main as runtime_main
 from tests.helpers import REPO
@@ -110,3 +111,18 @@ def test_a_file_name_that_is_not_utf8_is_printed_escaped(fp32_graph: Path, demo_
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr
     assert "photo\\udcff.jpg: " in result.stdout
+
+
+def test_quantize_and_import_never_write_into_their_inputs(
+    fp32_graph: Path, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inside = demo_data / "train" / "model.int8.onnx"  # would be read as data by the next calibration
+    assert quantize.main([str(fp32_graph), "--data", str(demo_data / "train"), "--output", str(inside)]) == 1
+    assert not inside.exists()
+    seed = tmp_path / "seed.pth"
+    seed.write_bytes(b"the user's only copy")
+    argv = ["--state-dict", str(seed), "--correlation", str(seed), "--names", str(seed)]
+    argv += ["--output", str(seed), "--force"]
+    assert import_seed.main(argv) == 1
+    assert capsys.readouterr().err.count("is one of this command's inputs") == 2
+    assert seed.read_bytes() == b"the user's only copy"
