@@ -61,6 +61,7 @@ class TensorRTRunner:
         read_plan_manifest(self.path)  # a missing plan or manifest is named before the GPU is looked for
         manifest = check_plan(self.path, this_machine())
         self.facts = manifest.facts.serving()
+        self._manifest_command = manifest.facts.engine.build_command
         trt = import_tensorrt()
         self._trt = trt
         self._cuda = CudaRuntime()
@@ -78,11 +79,29 @@ class TensorRTRunner:
                 f"{self.path}: TensorRT could not deserialize it (its log above says why); {NATIVE_HINT}, or rebuild "
                 f"it here: {manifest.facts.engine.build_command}"
             )
-        names = {self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)}
-        wanted = {self.facts.input_name, self.facts.output_name}
+        self._check_tensors()
+        return self
+
+    def _check_tensors(self) -> None:
+        """The engine's own tensors are what the manifest says: one float32 input [batch, 3, S, S] and
+        one float32 output [batch, N] of those names (batch dynamic: -1)."""
+        engine, facts = self._engine, self.facts
+        names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+        wanted = {facts.input_name, facts.output_name}
         if names != wanted:
             raise InputFileError(f"{self.path}: tensors {sorted(names)}, its manifest names {sorted(wanted)}")
-        return self
+        size = facts.image_size
+        for name, mode, dims in (
+            (facts.input_name, self._trt.TensorIOMode.INPUT, (3, size, size)),
+            (facts.output_name, self._trt.TensorIOMode.OUTPUT, (len(facts.class_names),)),
+        ):
+            shape = tuple(engine.get_tensor_shape(name))
+            if engine.get_tensor_mode(name) != mode or shape[1:] != dims or self._dtype(name) != np.float32:
+                raise InputFileError(
+                    f"{self.path}: tensor {name!r} is {self._dtype(name)} {list(shape)}; its manifest says a float32 "
+                    f"{mode.name.lower()} [batch, {', '.join(map(str, dims))}] (rebuild it: "
+                    f"{self._manifest_command})"
+                )
 
     def __exit__(self, *exc_info) -> None:
         with self._lock:

@@ -65,11 +65,16 @@ def _plan(world: World, fp32_graph: Path, folder: Path, **build) -> Path:
 def _engine_answers(trt, world: World, fp32_graph: Path, batch: int) -> None:
     facts = facts_of(fp32_graph)
     names = [facts.input_name, facts.output_name]
+    modes = {names[0]: trt.TensorIOMode.INPUT, names[1]: trt.TensorIOMode.OUTPUT}
+    size = facts.image_size
+    shapes = {names[0]: (-1, 3, size, size), names[1]: (-1, len(facts.class_names))}
     world.answers.update(
         {
             "ICudaEngine.num_io_tensors": 2,
             "ICudaEngine.get_tensor_name": lambda index: names[index],
             "ICudaEngine.get_tensor_dtype": lambda name: trt.DataType.FLOAT,
+            "ICudaEngine.get_tensor_mode": lambda name: modes[name],
+            "ICudaEngine.get_tensor_shape": lambda name: trt.Dims(shapes[name]),
             "IExecutionContext.get_tensor_shape": lambda name: trt.Dims((batch, len(facts.class_names))),
         }
     )
@@ -137,3 +142,17 @@ def test_a_plan_tensorrt_cannot_deserialize_and_a_missing_context_are_typed(
     images = np.zeros((1, 3, facts.image_size, facts.image_size), np.float32)
     with TensorRTRunner(plan) as runner, pytest.raises(TensorRTError, match="could not create an execution context"):
         runner.infer({facts.input_name: images})
+
+
+def test_an_engine_whose_tensors_are_not_its_manifests_is_refused(
+    trt, world: World, cuda: RecordingCuda, fp32_graph: Path, tmp_path: Path
+) -> None:
+    plan = _plan(world, fp32_graph, tmp_path)
+    _engine_answers(trt, world, fp32_graph, batch=1)
+    facts = facts_of(fp32_graph)
+    assert facts.image_size != 96
+    shapes = {facts.input_name: (-1, 3, 96, 96), facts.output_name: (-1, len(facts.class_names))}
+    world.answers["ICudaEngine.get_tensor_shape"] = lambda name: trt.Dims(shapes[name])
+    refused = r"tensor 'images' is float32 \[-1, 3, 96, 96\]; its manifest says a float32 input"
+    with pytest.raises(InputFileError, match=refused), TensorRTRunner(plan):
+        pass
