@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
+import io
 import logging
 import os
 import sys
 from collections.abc import Callable
 
 from .errors import DeployError
+from .files import NO_ROOM
 
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 # The toolkit's own loggers speak at INFO; third-party libraries only at WARNING.
 _PACKAGES = ("core", "models", "export", "calibration", "runtime", "pipeline")
 
@@ -55,7 +55,7 @@ def run(body: Callable[[], None], *, verbose: bool = False) -> int:
     except BrokenPipeError:
         # The reader went away (`… | head -1`): stop quietly, and keep Python from complaining again
         # when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 1
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -63,9 +63,18 @@ def run(body: Callable[[], None], *, verbose: bool = False) -> int:
     except OSError as exc:
         # Files go through core.files, which names them (OutputError); what is left is stdout or a
         # library's own writer running out of room.
-        if exc.errno not in _NO_ROOM:
+        if exc.errno not in NO_ROOM:
             raise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print(f"error: cannot write the output: {exc.strerror}; free space or write elsewhere", file=sys.stderr)
+        _silence_stdout()
+        where = exc.filename or "the output"
+        print(f"error: cannot write {where}: {exc.strerror}; free space or write elsewhere", file=sys.stderr)
         return 1
     return 0
+
+
+def _silence_stdout() -> None:
+    """Points the process's stdout at /dev/null, so that the flush at exit cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

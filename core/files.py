@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import glob
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -16,6 +18,8 @@ from typing import IO, Any
 from .errors import ConfigError, InputFileError, OutputError
 
 _CHUNK = 1 << 20
+# The errors of a write that ran out of room or hardware, rather than of the code writing.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def _umask() -> int:
@@ -50,6 +54,8 @@ def check_outputs(
         ConfigError: A rule is broken; the message names the flag and what to do.
     """
     sources = [Path(path).resolve() for path in inputs if path is not None]
+    # An input artifact's manifest and external data are inputs too: replacing them breaks the artifact.
+    sources += [source.with_name(source.name + suffix) for source in sources for suffix in (".json", ".data")]
     seen: dict[Path, str] = {}
     for flag, path in outputs.items():
         if path is None:
@@ -64,22 +70,30 @@ def check_outputs(
             raise ConfigError(f"{path} ({flag}) already exists; pass --force to replace it")
 
 
+# The host's name as it may appear in a file name.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63] or "host"
+
+
 def staging_prefix(target: Path) -> str:
     """The name prefix of this process's temporary files and folders beside ``target``: it carries
-    the process id, so that a later run can tell a dead writer's leftovers from a live one's."""
-    return f".{target.name}.{os.getpid()}."
+    the process id and the host, so that a later run on this host can tell a dead writer's leftovers
+    from a live one's (a writer on another host sharing the folder is never judged)."""
+    return f".{target.name}.{os.getpid()}@{_HOST}."
 
 
 def sweep_leftovers(target: Path) -> None:
-    """Removes what writers of ``target`` that no longer run left beside it (a kill -9 mid-write)."""
-    for entry in target.parent.glob(f".{glob.escape(target.name)}.*"):
-        pid = entry.name[len(target.name) + 2 :].partition(".")[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+    """Removes what writers of ``target`` on this host that no longer run left beside it (a kill -9
+    mid-write). Only names made by :func:`staging_prefix` for exactly ``target`` are considered."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.([0-9]{{1,9}})@{re.escape(_HOST)}\.[A-Za-z0-9_]+(\.tmp)?")
+    with contextlib.suppress(OSError):
+        for entry in target.parent.iterdir():
+            match = pattern.fullmatch(entry.name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -142,7 +156,7 @@ def atomic_output(path: str | os.PathLike, *, force: bool = True) -> Iterator[IO
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno is not None:
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:
             raise OutputError(f"cannot write {path}: {exc.strerror}; free space or write elsewhere") from exc
         raise
 

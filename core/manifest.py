@@ -123,12 +123,15 @@ def publish(staged: str | os.PathLike, target: str | os.PathLike) -> None:
     """Moves a staged artifact into place with its side files (``M.onnx.data``), its manifest last.
 
     The manifest is the commit point. The old one goes first, so a run killed at any moment leaves
-    either the old pair, or an artifact without a manifest (which no reuse rule accepts and no
-    reader mistakes for the old one), or the new pair; never a manifest describing another file.
+    either the old pair, or an artifact without a manifest (which no reuse rule accepts), or the new
+    pair; never a manifest describing another file. Where side files are replaced, the old artifact
+    goes before them, so no artifact ever lies beside another's external data.
     """
     staged, target = Path(staged), Path(target)
     manifest_path(target).unlink(missing_ok=True)
     side_files = [target.with_name(target.name + ".data")]
+    if any(side.exists() for side in side_files):
+        target.unlink(missing_ok=True)  # never the old graph beside the new weights, even for a moment
     for side in side_files:
         staged_side = staged.with_name(staged.name + side.name[len(target.name) :])
         if staged_side.exists():

@@ -41,6 +41,7 @@ def load_rgb(source: ImageSource) -> Image.Image:
     """
     if isinstance(source, Image.Image):
         what = "the PIL image"
+        _check_size(source.size, what)  # a lazily opened image is not decoded yet
         try:
             source.load()
         except (ValueError, OSError, AssertionError, AttributeError) as exc:
@@ -80,8 +81,11 @@ def _to_rgb(image: Image.Image, what: str) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in SIXTEEN_BIT_MODES:  # convert("RGB") would clip every value above 255 to white
-        wide = np.asarray(image, dtype=np.float64)
-        return Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), "L").convert("RGB")
+        wide = np.asarray(image)
+        # Mode I is 32-bit: 16-bit data (values above 255) is scaled, 8-bit data taken as it is.
+        if image.mode.startswith("I;16") or wide.max(initial=0) > 255:
+            wide = (np.clip(wide, 0, 65535).astype(np.uint32) * 255 + 32767) // 65535
+        return Image.fromarray(np.clip(wide, 0, 255).astype(np.uint8), "L").convert("RGB")
     if image.mode == "F":
         raise InputFileError(f"{what} holds floating-point pixels, which have no fixed scale; convert it to 8-bit")
     return image.convert("RGB")

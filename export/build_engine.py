@@ -24,8 +24,8 @@ from pathlib import Path
 from core import cli
 from core.errors import ConfigError, InputFileError, MissingDependencyError
 from core.facts import HARDWARE_COMPAT, PRECISIONS, EngineFacts
-from core.files import read_json, sha256_file, write_bytes, write_json
-from core.manifest import manifest_path, write_manifest
+from core.files import check_outputs, read_json, sha256_file, staging_folder, write_bytes, write_json
+from core.manifest import manifest_path, publish, write_manifest
 from runtime.plan_rules import timing_cache_problem
 from runtime.tensorrt_env import Machine, this_machine
 
@@ -140,6 +140,7 @@ def build_engine(
     started = time.perf_counter()
     source, output = Path(source), Path(output)
     _check_arguments(output, precision, workspace_mib, hardware_compat, optimization_level, force)
+    check_outputs({"--output": output, "--timing-cache": timing_cache}, [source], force=True)  # existing: above
     if timing_cache is not None and optimization_level == NO_TIMING_LEVEL:
         raise ConfigError(
             "--builder-opt-level 0 neither reads nor updates a timing cache; drop --timing-cache, or choose level 1-5"
@@ -190,7 +191,6 @@ def build_engine(
     machine = dataclasses.replace(machine, tensorrt_version=built.tensorrt_version)  # the module's, not the package's
     build_seconds = time.perf_counter() - build_started
     logger.info("built in %.1f s", build_seconds)
-    write_bytes(output, built.plan, force=force)
     engine = EngineFacts(
         tensorrt_version=machine.tensorrt_version,
         gpu_name=machine.gpu_name,
@@ -211,7 +211,14 @@ def build_engine(
         source_name=os.path.relpath(graph_path, output.parent),
         source_sha256=sha256_file(graph_path),
     )
-    manifest = write_manifest(output, plan_facts, force=True)
+    with staging_folder(output) as staging:  # the plan and its manifest land as a pair (core.manifest.publish)
+        staged = staging / output.name
+        write_bytes(staged, built.plan)
+        write_manifest(staged, plan_facts, force=True)
+        if not force and (output.exists() or manifest_path(output).exists()):
+            raise ConfigError(f"{output} appeared while building; pass --force to replace it")
+        publish(staged, output)
+    manifest = manifest_path(output)
     if cache_path is not None and built.timing_cache is not None:
         save_timing_cache(cache_path, built.timing_cache, machine)
     return EngineResult(output, manifest, graph_path, time.perf_counter() - started)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -46,7 +47,7 @@ DOMAINS = {
     "min_cosine": (-1.0, 1.0),
     "flip_rate": (0.0, 1.0),
     "topk_disagreement": (0.0, 1.0),
-    "map_drop": (-100.0, 100.0),
+    "map_drop": (0.0, 100.0),
 }
 
 # FP32: the same arithmetic in another order (ONNX Runtime's fused kernels vs torch). Observed
@@ -149,7 +150,8 @@ def tolerances(precision: str, overrides: Mapping[str, float] | None = None) -> 
         raise ConfigError(f"unknown tolerance {unknown}; choose from {names}")
     for name, value in (overrides or {}).items():
         low, high = DOMAINS[name]
-        if not (isinstance(value, int | float) and math.isfinite(value) and low <= value <= high):
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and low <= value <= high):
             raise ConfigError(f"tolerance {name} must be a number in [{low:g}, {high:g}], got {value!r}")
     return dataclasses.replace(base, **dict(overrides or {}))
 

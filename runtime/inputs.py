@@ -39,7 +39,7 @@ def prepare(index: int, item: object, image_size: int, preprocessing: Preprocess
     """
     try:
         if isinstance(item, np.ndarray) and item.dtype != np.uint8:
-            return _preprocessed(item, image_size)
+            return _preprocessed(item, image_size, preprocessing)
         if isinstance(item, bytearray):
             item = bytes(item)
         if not isinstance(item, str | os.PathLike | bytes | Image.Image | np.ndarray):
@@ -51,7 +51,7 @@ def prepare(index: int, item: object, image_size: int, preprocessing: Preprocess
         raise BadInputError(index, describe(item), str(exc).removeprefix(f"{describe(item)}: ")) from exc
 
 
-def _preprocessed(array: np.ndarray, image_size: int) -> np.ndarray:
+def _preprocessed(array: np.ndarray, image_size: int, preprocessing: Preprocessing) -> np.ndarray:
     expected = (3, image_size, image_size)
     if array.dtype != np.float32 or array.shape != expected:
         raise InputFileError(
@@ -60,4 +60,19 @@ def _preprocessed(array: np.ndarray, image_size: int) -> np.ndarray:
         )
     if not np.isfinite(array).all():
         raise InputFileError("holds NaN or infinite values")
+    low, high = preprocessed_range(preprocessing)
+    if np.any(array < low[:, None, None]) or np.any(array > high[:, None, None]):
+        raise InputFileError(
+            f"holds values from {array.min():.3g} to {array.max():.3g}, outside what preprocessing gives "
+            f"({low.min():.3g} to {high.max():.3g}: pixels/255 less the mean, over the std); pass HWC uint8 "
+            "pixels to have them preprocessed"
+        )
     return np.ascontiguousarray(array)
+
+
+def preprocessed_range(preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the least and greatest value preprocessing gives (pixels 0 and 255), with a
+    margin for rounding."""
+    mean, std = np.asarray(preprocessing.mean), np.asarray(preprocessing.std)
+    margin = 1e-3 / std
+    return (0.0 - mean) / std - margin, (1.0 - mean) / std + margin

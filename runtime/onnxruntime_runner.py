@@ -10,7 +10,7 @@ import numpy as np
 
 from core.errors import ConfigError, InputFileError, StaleArtifactError
 from core.facts import ArtifactFacts, ServingFacts
-from core.manifest import manifest_path, read_manifest
+from core.manifest import Manifest, manifest_path, read_manifest
 
 from .onnxruntime_session import load_session, onnxruntime_errors
 
@@ -35,10 +35,12 @@ class OnnxRuntimeRunner:
         self._outputs: list[str] = []
 
     def __enter__(self) -> OnnxRuntimeRunner:
+        manifest = manifest_beside(self.path)  # checked before the session is built: a refusal is quick
         self.session = load_session(self.path, device=self.device_asked, threads=self.threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         facts = ArtifactFacts.from_metadata(meta.items(), str(self.path))
-        check_against_manifest(self.path, facts)
+        if manifest is not None and manifest.facts != facts:
+            raise _stale(self.path)
         self.facts = facts.serving()
         check_graph_io(self.path, self.session.get_inputs(), self.session.get_outputs(), facts)
         self._outputs = [o.name for o in self.session.get_outputs()]
@@ -69,7 +71,7 @@ class OnnxRuntimeRunner:
 def check_graph_io(path: Path, inputs, outputs, facts: ArtifactFacts) -> None:
     """The graph's own inputs and outputs (ONNX Runtime's ``NodeArg``s) are what its facts say:
     one float32 input [batch, 3, S, S] and a float32 output [batch, N] of the named tensors, S the
-    image size, N the class count, a fixed batch dimension inside the facts' batch range.
+    image size, N the class count; a fixed batch dimension only where the facts' range is that one batch.
 
     Raises:
         InputFileError: They differ; the message names what.
@@ -87,7 +89,7 @@ def check_graph_io(path: Path, inputs, outputs, facts: ArtifactFacts) -> None:
             arg.type != "tensor(float)"
             or len(shape) != 1 + len(dims)
             or tuple(shape[1:]) != dims
-            or (fixed_batch is not None and not facts.min_batch <= fixed_batch <= facts.max_batch)
+            or (fixed_batch is not None and not facts.min_batch == fixed_batch == facts.max_batch)
         ):
             expected = f"float32 [batch {facts.min_batch}..{facts.max_batch}, {', '.join(map(str, dims))}]"
             raise InputFileError(
@@ -96,17 +98,23 @@ def check_graph_io(path: Path, inputs, outputs, facts: ArtifactFacts) -> None:
             )
 
 
-def check_against_manifest(path: Path, facts: ArtifactFacts) -> None:
-    """When a manifest lies beside the graph, the graph must be the file it describes, with its facts.
+def manifest_beside(path: Path) -> Manifest | None:
+    """The manifest beside the graph, once the graph is checked to be the file it describes (its
+    facts are compared when the graph is open); None for a graph shipped alone.
 
     Raises:
-        StaleArtifactError: It is not.
+        StaleArtifactError: The graph is not the file the manifest describes.
     """
     if not manifest_path(path).is_file():
-        return  # a graph shipped alone is checked by its own facts and I/O only
+        return None  # a graph shipped alone is checked by its own facts and I/O only
     manifest = read_manifest(path)
-    if not manifest.describes(path) or manifest.facts != facts:
-        raise StaleArtifactError(
-            f"{path} is not the graph its manifest {manifest_path(path).name} describes (its bytes or facts differ); "
-            "export it again, or remove the stale manifest if the graph is the one you mean to serve"
-        )
+    if not manifest.describes(path):
+        raise _stale(path)
+    return manifest
+
+
+def _stale(path: Path) -> StaleArtifactError:
+    return StaleArtifactError(
+        f"{path} is not the graph its manifest {manifest_path(path).name} describes (its bytes or facts differ); "
+        "export it again, or remove the stale manifest if the graph is the one you mean to serve"
+    )

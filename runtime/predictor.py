@@ -23,16 +23,12 @@ from PIL import Image
 from core.errors import BadInputError, ConfigError, InferenceError
 
 from .backends import make_runner
-from .inputs import describe, prepare
+from .inputs import describe, prepare, preprocessed_range
 from .results import FailedItem, Prediction, make_prediction, read_thresholds, threshold_vector
 
 # Batch used for artifacts that record no limit (eager checkpoints).
 UNLIMITED_BATCH = 32
 Result = Prediction | FailedItem
-
-
-# Preprocessed pixels ((x/255 - mean) / std with ImageNet statistics) lie within about ±2.7.
-PREPROCESSED_RANGE = 10.0
 
 
 class Predictor:
@@ -226,13 +222,14 @@ class Predictor:
             found = None if logits is None else logits.shape
             raise InferenceError(f"{self.artifact.name}: expected logits of shape {expected}, got {found}")
         if not np.isfinite(logits).all():
-            largest = float(np.abs(batch).max())
-            if largest > PREPROCESSED_RANGE:  # the input, not the artifact, is out of range
+            low, high = preprocessed_range(self.facts.preprocessing)
+            if np.any(batch < low.min()) or np.any(batch > high.max()):  # the input is out of range, not the artifact
                 raise BadInputError(
                     0,
                     f"a batch {batch.shape}",
-                    f"holds values up to {largest:.3g}, and the logits overflowed; preprocessed images lie within "
-                    f"±{PREPROCESSED_RANGE:g} (pass images to predict(), or core.preprocessing.preprocess_batch)",
+                    f"holds values from {batch.min():.3g} to {batch.max():.3g}, and the logits overflowed; "
+                    f"preprocessing gives {low.min():.3g} to {high.max():.3g} (pass images to predict(), or "
+                    "core.preprocessing.preprocess_batch)",
                 )
             raise InferenceError(
                 f"{self.artifact.name} produced NaN or infinite logits from an input in range; the artifact is "

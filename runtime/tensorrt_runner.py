@@ -96,7 +96,12 @@ class TensorRTRunner:
             (facts.output_name, self._trt.TensorIOMode.OUTPUT, (len(facts.class_names),)),
         ):
             shape = tuple(engine.get_tensor_shape(name))
-            if engine.get_tensor_mode(name) != mode or shape[1:] != dims or self._dtype(name) != np.float32:
+            if (
+                engine.get_tensor_mode(name) != mode
+                or shape[:1] != (-1,)
+                or shape[1:] != dims
+                or self._dtype(name) != np.float32
+            ):
                 raise InputFileError(
                     f"{self.path}: tensor {name!r} is {self._dtype(name)} {list(shape)}; its manifest says a float32 "
                     f"{mode.name.lower()} [batch, {', '.join(map(str, dims))}] (rebuild it: "

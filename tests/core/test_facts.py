@@ -80,7 +80,7 @@ def test_the_serving_subset_names_what_differs_from_a_model() -> None:
         ({"batch": {"min": 1, "max": -5}}, "is not a whole number of at least 1"),
         ({"batch": {"min": 4, "max": 2}}, "is not 1 ≤ min ≤ max"),
         ({"precision": "fp8"}, "precision 'fp8' is none of fp32, fp16, int8"),
-        ({"format_version": 2}, "reads up to 1"),
+        ({"format_version": 3}, "reads up to 2"),
         ({"mask_sha256": None}, "not a non-empty string"),
     ],
 )
@@ -100,7 +100,8 @@ def test_a_plan_manifest_edit_is_refused() -> None:
 def test_a_plan_manifest_from_before_platforms_were_recorded_reads_as_unknown() -> None:
     plan = FACTS.built_into(ENGINE, min_batch=1, max_batch=8, source_name="m.onnx", source_sha256="1" * 64).to_dict()
     assert plan["platform"] == "linux-x86_64"
-    del plan["platform"], plan["facts_sha256"]  # neither was recorded then
+    del plan["platform"], plan["facts_sha256"]  # neither was recorded then (format version 1)
+    plan["format_version"] = 1
     assert ArtifactFacts.from_dict(plan, "m.plan.json").engine.platform == "unknown"
 
 
@@ -158,5 +159,7 @@ def test_facts_edited_by_hand_are_refused_and_facts_from_before_digests_are_read
     metadata["class_names"] = json.dumps(list(reversed(FACTS.class_names)))
     with pytest.raises(InputFileError, match="were edited"):
         ArtifactFacts.from_metadata(metadata.items(), "model.onnx")
-    older = {key: value for key, value in plan.items() if key != "facts_sha256"}
+    older = {key: value for key, value in plan.items() if key != "facts_sha256"} | {"format_version": 1}
     assert ArtifactFacts.from_dict(older, "m.plan.json") == ArtifactFacts.from_dict(plan, "m.plan.json")
+    with pytest.raises(InputFileError, match="sha256 is missing"):  # deleting the digest is no way around it
+        ArtifactFacts.from_dict({**older, "format_version": 2}, "m.plan.json")

@@ -31,6 +31,13 @@ def test_16_bit_images_are_scaled_not_clipped_to_white(dtype, mode: str) -> None
         np.testing.assert_array_equal(rgb[..., 0], np.arange(256).reshape(16, 16))  # was 255 everywhere
 
 
+def test_an_8_bit_image_in_32_bit_mode_i_keeps_its_values() -> None:
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for image in (Image.fromarray(ramp).convert("I"), Image.fromarray(ramp.astype(np.int32))):
+        assert image.mode == "I"
+        np.testing.assert_array_equal(np.asarray(load_rgb(image))[..., 0], ramp)
+
+
 def test_images_without_pixels_closed_or_floating_point_are_refused() -> None:
     with pytest.raises(InputFileError, match=r"has no pixels \(0×0\)"):
         load_rgb(Image.new("RGB", (0, 0)))
@@ -47,5 +54,7 @@ def test_an_image_above_the_pixel_bound_is_refused_before_decoding(monkeypatch: 
     monkeypatch.setattr(preprocessing, "MAX_PIXELS", 50_000)
     with pytest.raises(InputFileError, match=r"image bytes is 300×200 pixels; images above .* refused before decoding"):
         load_rgb(encoded)
+    with Image.open(io.BytesIO(encoded)) as lazy, pytest.raises(InputFileError, match="the PIL image is 300×200"):
+        load_rgb(lazy)  # opened, not yet decoded: refused before load()
     monkeypatch.setattr(preprocessing, "MAX_PIXELS", 60_000)
     assert load_rgb(encoded).size == (300, 200)

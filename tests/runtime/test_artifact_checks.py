@@ -63,7 +63,7 @@ def test_logits_takes_only_a_preprocessed_float32_batch(fp32_graph: Path) -> Non
         with pytest.raises(BadInputError, match="holds NaN or infinite values"):
             predictor.logits(broken)
         # Finite but far outside preprocessed pixels: the input is named, not the artifact.
-        with pytest.raises(BadInputError, match="holds values up to 3e\\+38, and the logits overflowed"):
+        with pytest.raises(BadInputError, match="holds values from 3e\\+38 to 3e\\+38, and the logits overflowed"):
             predictor.logits(np.full((1, 3, size, size), 3e38, np.float32))
 
 
@@ -98,3 +98,12 @@ def test_close_waits_for_calls_in_flight_and_refuses_later_ones(fp32_graph: Path
     assert outcomes.count(expected) >= 3
     with pytest.raises(ConfigError, match="the predictor is closed"):
         predictor.predict(images[:1])
+
+
+def test_a_preprocessed_item_out_of_range_fails_alone_with_skip_bad(fp32_graph: Path) -> None:
+    size = facts_of(fp32_graph).image_size
+    good = np.zeros((3, size, size), np.float32)
+    with Predictor(fp32_graph, device="cpu") as predictor:
+        results = predictor.predict([good, np.full((3, size, size), 3e38, np.float32), good], skip_bad=True)
+    assert [type(result).__name__ for result in results] == ["Prediction", "FailedItem", "Prediction"]
+    assert results[1].index == 1 and "outside what preprocessing gives" in results[1].error
