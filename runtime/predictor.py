@@ -110,7 +110,11 @@ class Predictor:
             if self._closed:
                 return
             self._closed = True
-            self._calls.wait_for(lambda: self._in_flight == 0)
+            try:
+                self._calls.wait_for(lambda: self._in_flight == 0)
+            except BaseException:  # interrupted while waiting: not closed, so a later close() releases
+                self._closed = False
+                raise
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._runner.__exit__(None, None, None)
 

@@ -65,12 +65,25 @@ def images(draw) -> object:
         return draw(hnp.arrays(dtype, shape))
     size = (draw(st.integers(0, 40)), draw(st.integers(0, 40)))
     image = Image.new(draw(st.sampled_from(MODES)), size)
+    if size[0] and size[1] and draw(st.booleans()):  # pixels, not a blank image
+        noise = np.frombuffer(draw(st.binary(min_size=size[0] * size[1] * 3, max_size=size[0] * size[1] * 3)), np.uint8)
+        image = Image.fromarray(noise.reshape(size[1], size[0], 3)).convert(image.mode)
     if kind == "pil":
         return image
     if size[0] == 0 or size[1] == 0 or image.mode not in ("L", "RGB", "RGBA", "P", "1"):
         return image
     data = _encoded(image, draw(st.sampled_from(["PNG", "BMP", "GIF"])))
     return data[: draw(st.integers(0, len(data)))]
+
+
+@FUZZ
+@given(pixels=hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=24)))
+def test_16_bit_pixels_decode_to_their_8_bit_values(pixels: np.ndarray) -> None:
+    expected = (pixels.astype(np.uint32) * 255 + 32767) // 65535
+    for source in (Image.fromarray(pixels), _encoded(Image.fromarray(pixels), "PNG")):
+        decoded = np.asarray(load_rgb(source))
+        np.testing.assert_array_equal(decoded[..., 0], expected)
+        np.testing.assert_array_equal(decoded[..., 2], expected)
 
 
 @FUZZ
