@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._digest import DIGEST, check_digest, digest
 from ._values import flag, json_list, text, whole
 from .config import ModelConfig, Preprocessing, validate_class_names
 from .errors import ClassNamesMismatchError, ConfigError, InputFileError
@@ -27,7 +28,6 @@ from .errors import ClassNamesMismatchError, ConfigError, InputFileError
 # 2: facts carry their digest (``facts_sha256``). A change to what ``to_dict`` writes for a key
 # already written bumps the version: the digest is checked over the keys as they were written.
 FORMAT_VERSION = 2
-UNDIGESTED_VERSION = 1
 UNKNOWN_PLATFORM = "unknown"
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 HARDWARE_COMPAT: tuple[str, ...] = ("none", "ampere+")
@@ -49,31 +49,6 @@ _TEXT_FACTS = frozenset(
         "facts_sha256",
     }
 )
-# The digest of the facts, recorded with them: a hand edit that does not recompute it is refused.
-DIGEST = "facts_sha256"
-
-
-def _check_digest(data: Mapping[str, Any], facts: ArtifactFacts, where: str) -> None:
-    """The digest recorded with the facts matches them, hashed over the keys the document has (a key a
-    later version adds, with its default, is not among them; a manifest's own additions are not hashed).
-
-    Raises:
-        InputFileError: It does not match, or a version-2 document has none.
-    """
-    if DIGEST not in data and data.get("format_version") == UNDIGESTED_VERSION:
-        return  # written before digests
-    written = {key: value for key, value in facts.to_dict().items() if key in data and key != DIGEST}
-    if data.get(DIGEST) != _digest(written):
-        raise InputFileError(
-            f"{where}: its facts were edited after they were written (their sha256 is missing or no longer "
-            "matches); remake the artifact with the command that made it instead of editing its facts"
-        )
-
-
-def _digest(data: Mapping[str, Any]) -> str:
-    """sha256 of the facts as canonical JSON (sorted keys), the digest itself left out."""
-    facts = {key: value for key, value in data.items() if key != DIGEST}
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def mask_sha256(mask: np.ndarray) -> str:
@@ -342,7 +317,7 @@ class ArtifactFacts:
                 "build_command": engine.build_command,
                 "platform": engine.platform,
             }
-        data[DIGEST] = _digest(data)
+        data[DIGEST] = digest(data)
         return data
 
     @classmethod
@@ -392,7 +367,7 @@ class ArtifactFacts:
                 f"{where} does not record valid artifact facts ({problem}); use artifacts made by "
                 "export.to_onnx, calibration.quantize or export.build_engine, and do not edit their facts"
             ) from exc
-        _check_digest(data, facts, where)
+        check_digest(data, facts.to_dict(), where)
         return facts
 
     def to_metadata(self) -> dict[str, str]:
