@@ -16,7 +16,7 @@ from core.errors import InputFileError, StaleArtifactError
 from core.files import sha256_file
 from core.manifest import Manifest, manifest_path, read_manifest
 
-from .tensorrt_env import UNKNOWN_VERSION, Machine, version_tuple
+from .tensorrt_env import UNKNOWN_VERSION, Machine, this_machine, version_tuple
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +63,18 @@ def read_plan_manifest(plan: str | os.PathLike) -> Manifest:
     return manifest
 
 
-def check_plan(plan: str | os.PathLike, machine: Machine) -> Manifest:
-    """The plan's manifest, once every loading rule holds for ``machine``.
+def check_plan(plan: str | os.PathLike, machine: Machine | None = None) -> Manifest:
+    """The plan's manifest, once every loading rule holds for ``machine`` (default: this one, looked
+    up after the manifest is read, so a missing plan or manifest is named before a missing GPU).
 
     Raises:
         StaleArtifactError: A rule is broken; the message says which and how to rebuild.
         InputFileError: The plan or its manifest cannot be read.
+        MissingDependencyError: No ``machine`` is given and this one has no GPU or TensorRT.
     """
     plan = Path(plan)
     manifest = read_plan_manifest(plan)
+    machine = this_machine() if machine is None else machine
     facts = manifest.facts
     fix = f"rebuild it on this machine: {rebuild_command(manifest, plan)}"
     if not manifest.describes(plan):

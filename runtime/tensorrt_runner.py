@@ -20,8 +20,8 @@ from core.errors import ConfigError, InferenceError, InputFileError, TensorRTErr
 from core.facts import ServingFacts
 
 from .cuda_memory import CudaRuntime
-from .plan_rules import check_plan, read_plan_manifest
-from .tensorrt_env import NATIVE_HINT, created, import_tensorrt, this_machine
+from .plan_rules import check_plan
+from .tensorrt_env import NATIVE_HINT, created, import_tensorrt
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ class TensorRTRunner:
         self._lock = threading.Lock()
 
     def __enter__(self) -> TensorRTRunner:
-        read_plan_manifest(self.path)  # a missing plan or manifest is named before the GPU is looked for
-        manifest = check_plan(self.path, this_machine())
+        manifest = check_plan(self.path)
         self.facts = manifest.facts.serving()
         self._manifest_command = manifest.facts.engine.build_command
         trt = import_tensorrt()

@@ -219,7 +219,7 @@ def test_a_plan_candidate_without_gpu_says_how_to_compare_it(
     def no_gpu():
         raise MissingDependencyError("no CUDA GPU is visible here")
 
-    monkeypatch.setattr("runtime.tensorrt_runner.this_machine", no_gpu)
+    monkeypatch.setattr("runtime.plan_rules.this_machine", no_gpu)
     assert check_parity_main(["--checkpoint", str(trained_checkpoint), "--candidate", str(plan)]) == 1
     error = capsys.readouterr().err
     assert "no CUDA GPU" in error and "polygraphy run M.plan --trt" in error
