@@ -90,3 +90,7 @@ class CudaError(DeployError):
 
 class InferenceError(DeployError):
     """A backend returned unusable output (wrong shape, NaN or infinite logits)."""
+
+
+class ServingError(DeployError):
+    """A model server could not start or serve: it exited, a model failed to load, or it did not answer."""

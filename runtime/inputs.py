@@ -1,4 +1,5 @@
-"""One request item → the network's input, or a :class:`BadInputError` naming the item.
+"""One request item → the network's input (or, for a served model, an encoded image), or a
+:class:`BadInputError` naming the item.
 
 Items are paths, encoded bytes, PIL images, HWC uint8 arrays (decoded and preprocessed), or
 float32 arrays already preprocessed to [3, S, S] (checked for shape and finiteness).
@@ -6,6 +7,7 @@ float32 arrays already preprocessed to [3, S, S] (checked for shape and finitene
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from PIL import Image
 
 from core.config import Preprocessing
 from core.errors import BadInputError, InputFileError
-from core.preprocessing import preprocess
+from core.preprocessing import load_rgb, preprocess
 
 
 def describe(item: object) -> str:
@@ -47,6 +49,35 @@ def prepare(index: int, item: object, image_size: int, preprocessing: Preprocess
         if isinstance(item, np.ndarray) and min(item.shape[:2], default=0) < 1:
             raise InputFileError(f"an image array needs at least one pixel, got shape {item.shape}")
         return preprocess(Path(item) if isinstance(item, str) else item, image_size, preprocessing)
+    except InputFileError as exc:
+        raise BadInputError(index, describe(item), str(exc).removeprefix(f"{describe(item)}: ")) from exc
+
+
+def encoded(index: int, item: object) -> bytes:
+    """``item`` as the encoded image a served tagger takes: a file's or the caller's bytes as they are,
+    a PIL image or an array as a lossless PNG of its RGB pixels (decoded there into the same pixels).
+
+    Raises:
+        BadInputError: The item is unreadable, of an unsupported type, or a preprocessed array (which
+            only an in-process predictor takes); it names ``index`` and the item.
+    """
+    try:
+        if isinstance(item, bytes | bytearray):
+            return bytes(item)
+        if isinstance(item, str | os.PathLike):
+            try:
+                return Path(item).read_bytes()
+            except FileNotFoundError as exc:
+                raise InputFileError(f"image not found: {item}") from exc
+            except OSError as exc:
+                raise InputFileError(f"{item}: cannot be read ({exc.strerror})") from exc
+        if isinstance(item, np.ndarray) and item.dtype != np.uint8:
+            raise InputFileError("a served model takes images; pass HWC uint8 pixels, not a preprocessed array")
+        if not isinstance(item, Image.Image | np.ndarray):
+            raise InputFileError(f"expected a path, encoded bytes, a PIL image or an array, got {type(item).__name__}")
+        buffer = io.BytesIO()
+        load_rgb(item).save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
     except InputFileError as exc:
         raise BadInputError(index, describe(item), str(exc).removeprefix(f"{describe(item)}: ")) from exc
 

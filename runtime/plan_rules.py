@@ -63,6 +63,26 @@ def read_plan_manifest(plan: str | os.PathLike) -> Manifest:
     return manifest
 
 
+def check_plan_files(plan: str | os.PathLike) -> Manifest:
+    """The plan's manifest, once the plan is the file it describes and its source graph (where it lies
+    beside the plan) has not changed since; the rules that need no machine.
+
+    Raises:
+        StaleArtifactError: Either changed; the message names the rebuild command.
+        InputFileError: The plan or its manifest cannot be read.
+    """
+    plan = Path(plan)
+    manifest = read_plan_manifest(plan)
+    facts = manifest.facts
+    fix = f"rebuild it: {rebuild_command(manifest, plan)}"
+    if not manifest.describes(plan):
+        raise StaleArtifactError(f"{plan} is not the plan its manifest describes (sha256 differs); {fix}")
+    source = plan.parent / facts.source_onnx if facts.source_onnx else None
+    if source is not None and source.is_file() and sha256_file(source) != facts.source_onnx_sha256:
+        raise StaleArtifactError(f"{source.name} changed after {plan.name} was built from it; {fix}")
+    return manifest
+
+
 def check_plan(plan: str | os.PathLike, machine: Machine | None = None) -> Manifest:
     """The plan's manifest, once every loading rule holds for ``machine`` (default: this one, looked
     up after the manifest is read, so a missing plan or manifest is named before a missing GPU).
@@ -73,15 +93,10 @@ def check_plan(plan: str | os.PathLike, machine: Machine | None = None) -> Manif
         MissingDependencyError: No ``machine`` is given and this one has no GPU or TensorRT.
     """
     plan = Path(plan)
-    manifest = read_plan_manifest(plan)
+    manifest = check_plan_files(plan)
     machine = this_machine() if machine is None else machine
     facts = manifest.facts
     fix = f"rebuild it on this machine: {rebuild_command(manifest, plan)}"
-    if not manifest.describes(plan):
-        raise StaleArtifactError(f"{plan} is not the plan its manifest describes (sha256 differs); {fix}")
-    source = plan.parent / facts.source_onnx if facts.source_onnx else None
-    if source is not None and source.is_file() and sha256_file(source) != facts.source_onnx_sha256:
-        raise StaleArtifactError(f"{source.name} changed after {plan.name} was built from it; {fix}")
     problem = _platform_problem(manifest, machine) or _version_problem(manifest, machine)
     problem = problem or _hardware_problem(manifest, machine)
     if problem:

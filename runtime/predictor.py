@@ -23,8 +23,9 @@ from PIL import Image
 from core.errors import BadInputError, ConfigError, InferenceError
 
 from .backends import make_runner
-from .inputs import describe, prepare, preprocessed_range
+from .inputs import describe, encoded, prepare, preprocessed_range
 from .results import FailedItem, Prediction, make_prediction, read_thresholds, threshold_vector
+from .triton_client import BadImageReply, RemoteTagger, is_url
 
 # Batch used for artifacts that record no limit (eager checkpoints).
 UNLIMITED_BATCH = 32
@@ -32,14 +33,16 @@ Result = Prediction | FailedItem
 
 
 class Predictor:
-    """Serves one artifact (``.plan`` → TensorRT, ``.onnx`` → ONNX Runtime, ``.pt`` → torch).
+    """Serves one artifact (``.plan`` → TensorRT, ``.onnx`` → ONNX Runtime, ``.pt`` → torch), or the
+    ``tagger`` a Triton server serves (``http://HOST:PORT/tagger``, ``grpc://…``; see ``runtime.triton_client``).
 
     Args:
-        artifact: The file to serve.
+        artifact: The file to serve, or the served tagger's URL.
         backend: ``auto`` (from the suffix) or the backend to insist on.
         device: ``auto``, ``cpu`` or ``cuda`` (``cuda:N`` for torch).
         fp16: FP16 autocast (torch backend on CUDA).
-        threshold: Default probability threshold of every class (default: the artifact's).
+        threshold: Default probability threshold of every class (default: the artifact's; a served
+            tagger's own per-class thresholds).
         class_thresholds: Per-class thresholds over the default: a mapping, or a JSON file of one.
         top_k: Also return the k most probable classes of each image.
         batch_size: Images per inference call, at most the artifact's limit (default: that limit).
@@ -50,6 +53,7 @@ class Predictor:
         InputFileError: The artifact cannot be read or served.
         StaleArtifactError: A plan does not fit this machine or no longer matches its manifest.
         MissingDependencyError: The backend's library or device is absent.
+        ServingError: A served tagger does not answer, or is not one ``export.triton_repo`` wrote.
     """
 
     def __init__(
@@ -65,36 +69,45 @@ class Predictor:
         batch_size: int | None = None,
         decode_workers: int | None = None,
     ) -> None:
-        self.artifact = Path(artifact)
+        remote = is_url(artifact)
+        self.artifact = artifact if remote else Path(artifact)
         top_k = _whole(top_k, "top_k")
         batch_size = _whole(batch_size, "batch_size")
         decode_workers = _whole(decode_workers, "decode_workers")
         if class_thresholds is not None and not isinstance(class_thresholds, Mapping):
             class_thresholds = read_thresholds(class_thresholds)
-        runner = make_runner(self.artifact, backend, device=device, fp16=fp16)
+        if remote and (backend not in ("auto", "triton") or device != "auto" or fp16):
+            raise ConfigError(
+                f"{artifact} is served by Triton, on the server's backend and device; drop backend, device and fp16"
+            )
         self._calls = threading.Condition()  # guards the calls in flight and the closing, for close()
         self._in_flight = 0
         self._closed = False
-        self._runner = runner.__enter__()
+        self._remote: RemoteTagger | None = None
+        self._runner = None
+        if remote:
+            self._remote = RemoteTagger(artifact)
+            facts, self.backend, self.device = self._remote.facts, "triton", "remote"
+            served_thresholds, limit = self._remote.thresholds, self._remote.max_batch
+        else:
+            runner = make_runner(self.artifact, backend, device=device, fp16=fp16)
+            self._runner = runner.__enter__()
+            facts, self.backend, self.device = runner.facts, runner.name, runner.device
+            served_thresholds, limit = facts.decision_threshold, facts.max_batch or UNLIMITED_BATCH
         try:
-            facts = self.facts = runner.facts
-            self.backend: str = runner.name
-            self.device: str = runner.device
+            self.facts = facts
             self.class_names: tuple[str, ...] = facts.class_names
             self.thresholds = threshold_vector(
-                self.class_names,
-                facts.decision_threshold if threshold is None else threshold,
-                class_thresholds,
+                self.class_names, served_thresholds if threshold is None else threshold, class_thresholds
             )
-            limit = facts.max_batch or UNLIMITED_BATCH
             if batch_size is not None and not 1 <= batch_size <= limit:
-                raise ConfigError(f"batch_size {batch_size}: {self.artifact.name} takes 1 to {limit} images a call")
+                raise ConfigError(f"batch_size {batch_size}: {artifact} takes 1 to {limit} images a call")
             self.batch_size = batch_size or limit
             self.top_k = top_k
             workers = decode_workers or min(8, len(os.sched_getaffinity(0)))
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
         except BaseException:
-            runner.__exit__(None, None, None)
+            self._release()
             raise
 
     def __enter__(self) -> Predictor:
@@ -116,7 +129,13 @@ class Predictor:
                 self._closed = False
                 raise
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._runner.__exit__(None, None, None)
+        self._release()
+
+    def _release(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+        if self._runner is not None:
+            self._runner.__exit__(None, None, None)
 
     @contextlib.contextmanager
     def _call(self) -> Iterator[None]:
@@ -161,6 +180,8 @@ class Predictor:
         items = _as_items(images)
         thresholds = self._thresholds_for(threshold)
         top_k = self.top_k if top_k is None else _whole(top_k, "top_k")
+        if self._remote is not None:
+            return self._predict_remote(items, thresholds, top_k, skip_bad)
         results: list[Result | None] = [None] * len(items)
         pending: deque[Future] = deque()
         submitted = 0
@@ -189,6 +210,49 @@ class Predictor:
                 future.cancel()
         return results
 
+    def _predict_remote(self, items: list, thresholds: np.ndarray, top_k: int | None, skip_bad: bool) -> list[Result]:
+        """Batches sent to the server from the decode threads, several in flight (the server batches them
+        again); the results are made here by the same rules as in process."""
+        starts = range(0, len(items), self.batch_size)
+        futures = [
+            self._pool.submit(self._remote_batch, items, range(s, min(len(items), s + self.batch_size))) for s in starts
+        ]
+        results: list[Result] = []
+        try:
+            for future in futures:
+                for index, outcome in future.result():
+                    if isinstance(outcome, BadInputError):
+                        if not skip_bad:
+                            raise outcome
+                        results.append(FailedItem(index, outcome.source, outcome.problem))
+                        continue
+                    source = describe(items[index])
+                    results.append(make_prediction(index, source, outcome, self.class_names, thresholds, top_k))
+        finally:
+            for future in futures:
+                future.cancel()
+        return results
+
+    def _remote_batch(self, items: list, indices: range) -> list[tuple[int, np.ndarray | BadInputError]]:
+        """Each item's logits row, or the :class:`BadInputError` that names what is wrong with it."""
+        outcomes: dict[int, np.ndarray | BadInputError] = {}
+        images: dict[int, bytes] = {}
+        for index in indices:
+            try:
+                images[index] = encoded(index, items[index])
+            except BadInputError as exc:
+                outcomes[index] = exc
+        if images:
+            try:
+                outcomes.update(zip(images, self._remote.logits(list(images.values())), strict=True))
+            except BadImageReply:
+                for index, image in images.items():  # one of them is unusable: asked alone, each says which
+                    try:
+                        outcomes[index] = self._remote.logits([image])[0]
+                    except BadImageReply as exc:
+                        outcomes[index] = BadInputError(index, describe(items[index]), exc.problem)
+        return [(index, outcomes[index]) for index in indices]
+
     def _prepare(self, index: int, item) -> np.ndarray:
         return prepare(index, item, self.facts.image_size, self.facts.preprocessing)
 
@@ -201,6 +265,8 @@ class Predictor:
             InferenceError: The backend returned unusable output.
         """
         with self._call():
+            if self._remote is not None:
+                raise ConfigError(f"{self.artifact} is served: pass images to predict(); logits() runs in process")
             return self._logits(batch)
 
     def _logits(self, batch: np.ndarray) -> np.ndarray:

@@ -3,8 +3,6 @@ real TensorRT build where TensorRT and a GPU exist (skipped elsewhere)."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -13,7 +11,6 @@ import onnx
 import pytest
 
 from core.errors import ConfigError, InputFileError, MissingDependencyError, StaleArtifactError
-from core.facts import EngineFacts
 from core.files import sha256_file
 from core.manifest import manifest_path, read_manifest, write_manifest
 from export import build_engine as build_cli
@@ -23,9 +20,7 @@ from export.typed_graph import typed_graph, typed_graph_path
 from runtime import tensorrt_env
 from runtime.plan_rules import check_plan, timing_cache_problem
 from runtime.tensorrt_env import Machine, parse_gpu_query, select_gpu
-from tests.helpers import facts_of
-
-H100 = Machine("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0.35")
+from tests.helpers import H100, facts_of, fake_plan
 
 
 def test_typed_graph_names_follow_the_plan() -> None:
@@ -138,51 +133,20 @@ def test_nvidia_smi_output_is_parsed_and_the_gpu_cuda_uses_chosen() -> None:
 # the rules read only the manifest and hashes, never the plan's content).
 
 
-def _plan(tmp_path: Path, fp32_graph: Path, **build) -> Path:
-    """A plan file and the manifest build_engine would write for it, built on ``H100`` unless ``build``
-    (``EngineFacts`` fields) says otherwise."""
-    source = tmp_path / "model.fp16.onnx"
-    source.write_bytes(b"typed graph")
-    plan = tmp_path / "model.plan"
-    plan.write_bytes(b"serialized engine")
-    engine = EngineFacts(
-        tensorrt_version=H100.tensorrt_version,
-        gpu_name=H100.gpu_name,
-        compute_capability=H100.compute_capability,
-        opt_batch=8,
-        hardware_compat="none",
-        version_compatible=False,
-        builder_optimization_level=3,
-        workspace_mib=4096,
-        build_seconds=1.0,
-        build_command="python -m export.build_engine model.fp16.onnx --output model.plan --precision fp16",
-        platform=H100.platform,
-    )
-    facts = dataclasses.replace(facts_of(fp32_graph), precision="fp16").built_into(
-        dataclasses.replace(engine, **build),
-        min_batch=1,
-        max_batch=8,
-        source_name=source.name,
-        source_sha256=hashlib.sha256(b"typed graph").hexdigest(),
-    )
-    write_manifest(plan, facts, force=True)
-    return plan
-
-
 def test_a_plan_built_here_loads(tmp_path: Path, fp32_graph: Path) -> None:
-    manifest = check_plan(_plan(tmp_path, fp32_graph), H100)
+    manifest = check_plan(fake_plan(tmp_path, fp32_graph), H100)
     assert manifest.facts.precision == "fp16" and manifest.facts.engine.gpu_name == H100.gpu_name
 
 
 def test_a_plan_without_its_manifest_is_refused(tmp_path: Path, fp32_graph: Path) -> None:
-    plan = _plan(tmp_path, fp32_graph)
+    plan = fake_plan(tmp_path, fp32_graph)
     manifest_path(plan).unlink()
     with pytest.raises(StaleArtifactError, match="has no manifest model.plan.json.*python -m export.build_engine"):
         check_plan(plan, H100)
 
 
 def test_a_manifest_that_is_not_one_is_refused(tmp_path: Path, fp32_graph: Path) -> None:
-    plan = _plan(tmp_path, fp32_graph)
+    plan = fake_plan(tmp_path, fp32_graph)
     manifest_path(plan).write_text(json.dumps({"precision": "fp16"}))
     with pytest.raises(InputFileError, match="not a plan manifest"):
         check_plan(plan, H100)
@@ -193,16 +157,16 @@ def test_a_manifest_that_is_not_one_is_refused(tmp_path: Path, fp32_graph: Path)
 
 
 def test_a_replaced_plan_or_a_changed_source_is_refused(tmp_path: Path, fp32_graph: Path) -> None:
-    plan = _plan(tmp_path, fp32_graph)
+    plan = fake_plan(tmp_path, fp32_graph)
     plan.write_bytes(b"another engine")
-    with pytest.raises(StaleArtifactError, match="sha256 differs.*rebuild it on this machine: python -m export"):
+    with pytest.raises(StaleArtifactError, match="sha256 differs.*rebuild it: python -m export"):
         check_plan(plan, H100)
-    plan = _plan(tmp_path, fp32_graph)
+    plan = fake_plan(tmp_path, fp32_graph)
     (tmp_path / "model.fp16.onnx").write_bytes(b"re-exported graph")
     with pytest.raises(StaleArtifactError, match="model.fp16.onnx changed after model.plan was built"):
         check_plan(plan, H100)
     (tmp_path / "model.fp16.onnx").unlink()  # a deployment may ship the plan alone
-    assert check_plan(_plan(tmp_path, fp32_graph), H100)
+    assert check_plan(fake_plan(tmp_path, fp32_graph), H100)
 
 
 @pytest.mark.parametrize(
@@ -238,7 +202,7 @@ def test_a_replaced_plan_or_a_changed_source_is_refused(tmp_path: Path, fp32_gra
 def test_version_and_hardware_rules(
     tmp_path: Path, fp32_graph: Path, machine: Machine, build: dict, refused: str | None
 ) -> None:
-    plan = _plan(tmp_path, fp32_graph, **build)
+    plan = fake_plan(tmp_path, fp32_graph, **build)
     if refused is None:
         assert check_plan(plan, machine)
     else:
@@ -249,7 +213,7 @@ def test_version_and_hardware_rules(
 def test_a_plan_from_another_model_of_the_same_compute_capability_is_loaded_with_a_warning(
     tmp_path: Path, fp32_graph: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    plan = _plan(tmp_path, fp32_graph)
+    plan = fake_plan(tmp_path, fp32_graph)
     with caplog.at_level(logging.WARNING, logger="runtime.plan_rules"):
         check_plan(plan, H100)
         assert not caplog.records

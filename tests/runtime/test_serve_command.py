@@ -1,0 +1,139 @@
+"""``python -m runtime serve``: SIGTERM stops the server and everything it started within seconds,
+leaving no process and no shared memory; and the plain-data parts of the launcher."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError, InputFileError, MissingDependencyError
+from runtime import triton_server
+from runtime.triton_server import BackendPython, TritonServer, repository_flags
+from tests.helpers import REPO, free_ports
+
+STOP_WITHIN_S = 20.0  # Triton's own exit timeout (10 s) and the stubs' shutdown, with room
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line mentions ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_sigterm_stops_the_server_and_leaves_nothing_behind(fp32_graph: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient (the serve extra) is not installed")
+    from export.triton_repo import RepositoryOptions, write_repository
+
+    try:
+        BackendPython.probe()
+    except MissingDependencyError as exc:
+        pytest.skip(f"no Python environment for Triton's Python models: {exc}")
+    options = RepositoryOptions(classifier="python", kind="cpu")
+    repository = write_repository(fp32_graph, tmp_path / "served", options, force=False)
+    http, grpc, metrics = free_ports(3)
+    command = [sys.executable, "-m", "runtime", "serve", str(repository), "--http-port", str(http)]
+    command += ["--grpc-port", str(grpc), "--metrics-port", str(metrics), "--startup-timeout", "120"]
+    serve = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for _ in range(200):  # bounded: the banner is a handful of lines
+            line = serve.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("stop with"):
+                break
+        output = "".join(lines)
+        if "no tritonserver found" in output:
+            pytest.skip(output.strip())
+        assert "stop with" in output, output
+        assert f"http://127.0.0.1:{http}" in output and "models: classifier, postprocess, preprocess, tagger" in output
+        started = _processes_mentioning(str(repository))
+        assert len(started) >= 4  # the server and a stub per Python model instance
+        serve.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        assert serve.wait(timeout=STOP_WITHIN_S) == 0
+        assert time.monotonic() - sent < STOP_WITHIN_S
+        assert "stopping" in serve.stdout.read()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait(timeout=10)
+    assert _processes_mentioning(str(repository)) == []
+    assert [p.name for p in Path("/dev/shm").glob(f"masked_gat_{serve.pid}_*")] == []
+
+
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}.*choose another --grpc-port"):
+            TritonServer(tmp_path, grpc_port=port).start()
+
+
+def test_a_missing_repository_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a folder; write one with python -m export.triton_repo"):
+        TritonServer(tmp_path / "nothing").start()
+
+
+def test_the_repositorys_server_flags_are_read_and_checked(tmp_path: Path) -> None:
+    assert repository_flags(tmp_path) == []  # any repository: nothing asked
+    (tmp_path / "serving.json").write_text(json.dumps({"server_flags": ["--backend-config=tensorrt,x=1"]}))
+    assert repository_flags(tmp_path) == ["--backend-config=tensorrt,x=1"]
+    for bad in ({"server_flags": ["rm -rf /"]}, {"flags": []}, "not json"):
+        (tmp_path / "serving.json").write_text(bad if isinstance(bad, str) else json.dumps(bad))
+        with pytest.raises(InputFileError, match="write the repository again"):
+            repository_flags(tmp_path)
+
+
+def test_the_bundled_server_refuses_a_numpy_2_environment_for_its_python_models(tmp_path: Path) -> None:
+    bundle = tmp_path / "pytriton" / "tritonserver"
+    (bundle / "bin").mkdir(parents=True)
+    (bundle / "python_backend_stubs").mkdir()
+    (bundle / "bin" / "tritonserver").write_bytes(b"")
+    python = BackendPython(Path(sys.executable), "3.11", "2.4.6", "/usr/lib", tmp_path / "pytriton")
+    server = TritonServer(tmp_path, tritonserver=bundle / "bin" / "tritonserver")
+    with pytest.raises(MissingDependencyError, match="built against NumPy 1.x.*numpy 2.4.6.*numpy<2"):
+        server._command(python)
+
+
+def test_a_failed_load_is_reported_by_model_with_tritons_reason(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.write_text(
+        "I1201 loading: classifier:1\n"
+        "E1201 model_lifecycle.cc:642] \"failed to load 'classifier' version 1: Invalid argument: unable to find "
+        "backend library for backend 'tensorrt'\"\n"
+        "| classifier | 1 | UNAVAILABLE |\n"
+    )
+    reason = triton_server._reasons(log)
+    assert (
+        reason
+        == "model 'classifier' failed to load: Invalid argument: unable to find backend library for backend 'tensorrt'"
+    )
+    log.write_text("I1201 something\nE1201 the last words\n| table |\n")
+    assert triton_server._reasons(log) == "I1201 something / E1201 the last words"
+
+
+def test_a_models_python_without_numpy_is_refused_with_what_it_needs(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    with pytest.raises(
+        MissingDependencyError, match="cannot import NumPy.*numpy<2, pillow, onnxruntime and this toolkit"
+    ):
+        BackendPython.probe(bare / "bin" / "python")
