@@ -4,7 +4,8 @@ Steps, each reusing what an earlier run left when it is still valid:
 data → mask (+ heatmap) → train → evaluate → FP32 ONNX (gated) → FP16 and INT8 graphs (gated) →
 TensorRT engines (where a GPU and TensorRT exist; otherwise the reason is recorded) → every
 artifact gated against the eager model on the held-out split (+ parity plots) → predictions of a
-few held-out images through ``runtime.Predictor`` → benchmark of every backend → ``summary.md``.
+few held-out images through ``runtime.Predictor`` → the FP32 graph served on Triton where a server can
+run here (checked equal to in process) → benchmark of every backend, the served one included → ``summary.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from core import cli
 from core.errors import ConfigError, DeployError, MissingDependencyError, ParityError
 from core.files import sha256_file, write_json, write_text
+from core.preprocessing import image_files
 from export.parity import ParityReport
 from models.checkpoint import MASK_KEY, load_model, read_checkpoint
 from models.coco import read_labels_in_order
@@ -32,6 +34,7 @@ from models.splits import Splits
 from models.synthetic import SyntheticSpec, generate
 from models.training import LAST, TrainConfig, config_record
 
+from .serving import served
 from .summary import write_summary
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class DemoRun:
     metrics: dict[str, Any] = field(default_factory=dict)
     predictions: list[dict[str, Any]] = field(default_factory=list)
     benchmark: dict[str, Any] = field(default_factory=dict)
+    served: dict[str, Any] = field(default_factory=dict)
 
     def step(self, name: str, body: Callable[[], str]) -> None:
         """Runs one step, logging and recording whether it built or reused, and how long it took."""
@@ -101,7 +105,8 @@ def run_demo(output: Path = DEFAULT_OUTPUT, *, epochs: int = DEFAULT_EPOCHS) -> 
         run.step(f"{precision.upper()} graph and engine", lambda p=precision: _typed_and_engine(run, splits, p))
     run.step("parity on the held-out split", lambda: _parity(run, checkpoint, splits, reports))
     run.step("predictions", lambda: _predict(run, splits, reports))
-    run.step("benchmark", lambda: _benchmark(run, splits, reports))
+    with served(run, output / "model.onnx", image_files(splits.val_images)) as url:
+        run.step("benchmark", lambda: _benchmark(run, splits, reports, url))
     write_summary(run, output / "summary.md")
     failed = [*run.failed, *(name for name, report in run.parity.items() if not report.passed)]
     if failed:
@@ -242,7 +247,6 @@ def _parity(run: DemoRun, checkpoint: Path, splits: Splits, reports: Path) -> st
 
 
 def _predict(run: DemoRun, splits: Splits, reports: Path) -> str:
-    from core.preprocessing import image_files
     from runtime import Predictor
 
     passed = [name for name in ("tensorrt-fp16", "onnx-fp32") if name in run.parity and run.parity[name].passed]
@@ -262,13 +266,12 @@ def _predict(run: DemoRun, splits: Splits, reports: Path) -> str:
     return f"{len(results)} held-out images through {artifact.name}"
 
 
-def _benchmark(run: DemoRun, splits: Splits, reports: Path) -> str:
-    from core.preprocessing import image_files
+def _benchmark(run: DemoRun, splits: Splits, reports: Path, url: str | None) -> str:
     from runtime.benchmark import benchmark, markdown
 
     files = image_files(splits.val_images)[:16]
     run.benchmark = benchmark(
-        list(run.artifacts.values()),
+        [*run.artifacts.values(), *([url] if url else [])],
         BENCHMARK_BATCHES,
         include_preprocessing=True,
         images=files,

@@ -10,7 +10,7 @@ from core.files import write_text
 if TYPE_CHECKING:
     from .demo import DemoRun
 
-_BACKEND = {"torch": "torch (eager)", "onnx": "ONNX Runtime", "tensorrt": "TensorRT"}
+_BACKEND = {"torch": "torch (eager)", "onnx": "ONNX Runtime", "tensorrt": "TensorRT", "triton": "Triton (tagger)"}
 
 
 def _cell(text: str) -> str:
@@ -18,9 +18,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _speed(benchmark: dict[str, Any], artifact: Path, mode: str, batch: int) -> str:
+def _speed(benchmark: dict[str, Any], label: str, mode: str, batch: int) -> str:
     for row in benchmark.get("rows", []):
-        if row["artifact"] == artifact.name and row["input"] == mode and row["batch"] == batch:
+        if row["artifact"] == label and row["input"] == mode and row["batch"] == batch:
             return f"{row['images_per_s']:.0f}"
     return "–"
 
@@ -32,7 +32,8 @@ def artifact_rows(run: DemoRun) -> list[str]:
     for name, artifact in run.artifacts.items():
         backend, _, precision = name.partition("-")
         speeds = [
-            _speed(run.benchmark, artifact, mode, b) for mode, b in (("arrays", 1), ("arrays", 8), ("JPEG files", 8))
+            _speed(run.benchmark, artifact.name, mode, b)
+            for mode, b in (("arrays", 1), ("arrays", 8), ("JPEG files", 8))
         ]
         if name == "torch":
             cells = ["fp32", f"{reference_map:.2f}", "reference", "–", "–", "–", "–"]
@@ -51,6 +52,13 @@ def artifact_rows(run: DemoRun) -> list[str]:
         rows.append(
             "| " + " | ".join([_BACKEND[backend], *cells[:1], f"`{artifact.name}`", *cells[1:], *speeds]) + " |"
         )
+    if run.served:  # the FP32 graph served by Triton, compared with in process (not with the eager model)
+        served = run.served
+        figures = ["–", "–", "–", f"{served['max_abs_dp']:.1e}", "–"]
+        same = "= in process" if served["labels_equal"] and served["max_abs_dp"] <= 1e-5 else "DIFFERS"
+        speeds = ["–", "–", _speed(run.benchmark, served["url"], "JPEG files", 8)]
+        artifact = f"`{served['repository'].name}/` (python twin of `model.onnx`)"
+        rows.append("| " + " | ".join([_BACKEND["triton"], "fp32", artifact, *figures, same, *speeds]) + " |")
     for name, reason in [*run.failed.items(), *run.skipped.items()]:
         backend, _, precision = name.partition("-")
         what = "not written, its gate failed" if name in run.failed else "skipped"
@@ -68,7 +76,8 @@ def write_summary(run: DemoRun, path: Path) -> Path:
         + (f", {machine['gpu']}" if machine.get("gpu") else ", no GPU")
         + f"), {machine.get('date', '')}. mAP and parity are on the held-out validation split, against the eager "
         "FP32 model; speeds are images/s of each backend on preprocessed arrays (batch 1 and 8) and with JPEG "
-        "files in (batch 8), timed side by side (`reports/benchmark.md`).",
+        "files in (batch 8), timed side by side (`reports/benchmark.md`). The Triton row is the FP32 graph served by a "
+        "local tritonserver (`triton/`), compared with in-process results; its speed includes the HTTP round trip.",
         "",
         "| backend | precision | artifact | mAP | Δ mAP | max rel. logit err. | max abs Δp | flip rate | gate "
         "| img/s b1 | img/s b8 | img/s b8 JPEG |",

@@ -2,7 +2,8 @@
 
 Every artifact is opened through :class:`~runtime.Predictor`: "arrays" rows time its backend on a
 preprocessed batch (``Predictor.logits``), "JPEG files" rows the whole ``Predictor.predict`` path from
-files (decode, preprocess, infer, results). With ``bare_onnxruntime`` each ``.onnx`` also runs in a
+files (decode, preprocess, infer, results). A served tagger's URL is timed on JPEG files only (the
+server preprocesses). With ``bare_onnxruntime`` each ``.onnx`` also runs in a
 plain ``InferenceSession`` with default options, the floor the backend is held to. Calls are timed
 in interleaved rounds (A, B, C, A, B, C, …) after a warm-up, so drift of the machine hits every
 candidate alike and ratios are measured side by side. ``include_preprocessing`` adds rows fed JPEG
@@ -32,6 +33,7 @@ from core.preprocessing import image_files
 from .measure import Samples, peak_memory
 from .predictor import Predictor
 from .tensorrt_env import visible_gpu
+from .triton_client import is_url
 
 INFERENCE, FILES = "arrays", "JPEG files"
 
@@ -69,7 +71,8 @@ def benchmark(
     """Opens every artifact, times it side by side, closes it; returns :func:`report`'s result.
 
     Args:
-        artifacts: ``.plan``, ``.onnx`` or ``.pt`` files; the first is the reference of the ratios.
+        artifacts: ``.plan``, ``.onnx`` or ``.pt`` files, or served taggers' URLs; the first is the
+            reference of the ratios.
         batch_sizes: Images per call (sizes above an artifact's limit are left out for it).
         backend, device: As :class:`~runtime.Predictor`'s, for every artifact.
         torch_fp16: Also run each ``.pt`` with FP16 autocast (CUDA).
@@ -87,9 +90,10 @@ def benchmark(
     """
     if not batch_sizes or min(batch_sizes) < 1 or min(iterations, rounds) < 1 or warmup < 0:
         raise ConfigError("batch sizes, iterations and rounds must be at least 1, warmup at least 0")
-    if images is not None and not include_preprocessing:
-        raise ConfigError("images are timed with include_preprocessing")
-    artifacts = [Path(a) for a in artifacts]
+    artifacts = [a if is_url(a) else Path(a) for a in artifacts]
+    timed_files = include_preprocessing or any(map(is_url, artifacts))
+    if images is not None and not timed_files:
+        raise ConfigError("images are timed with include_preprocessing (or for a served URL)")
     if isinstance(images, str | os.PathLike):
         images = image_files(images)
     settings = {
@@ -123,7 +127,7 @@ def benchmark(
             )
         with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
             files: Sequence[Path] = ()
-            if include_preprocessing:
+            if timed_files:
                 files = images if images is not None else synthetic_jpegs(Path(scratch), max(batch_sizes))
             run_benchmark(candidates, batch_sizes, files=files, warmup=warmup, iterations=iterations, rounds=rounds)
     finally:
@@ -133,7 +137,7 @@ def benchmark(
 
 
 def open_candidates(
-    artifacts: Sequence[Path],
+    artifacts: Sequence[Path | str],
     *,
     backend: str,
     device: str,
@@ -149,6 +153,15 @@ def open_candidates(
     """
     candidates, predictors = [], []
     for artifact in artifacts:
+        if is_url(artifact):
+            predictor = Predictor(artifact)
+            predictors.append(predictor)
+            facts = predictor.facts
+            served = dict(backend="triton", device="server", precision=facts.precision, image_size=facts.image_size)
+            candidates.append(
+                Candidate(artifact, call=predictor.predict, max_batch=predictor.batch_size, mode=FILES, **served)
+            )
+            continue
         variants = [False, True] if torch_fp16 and artifact.suffix == ".pt" else [False]
         for fp16 in variants:
             predictor = Predictor(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Sequence
 from types import ModuleType
 from urllib.parse import urlsplit
 
@@ -148,6 +149,20 @@ class RemoteTagger:
                 f"{self.url}: expected logits of shape {expected}, got {getattr(logits, 'shape', None)}"
             )
         return logits.astype(np.float32, copy=False)
+
+    def statistics(self, models: Sequence[str]) -> dict[str, dict]:
+        """The server's cumulative statistics of ``models`` (Triton's statistics extension, as JSON).
+
+        Raises:
+            ServingError: The server does not answer or has no such model.
+        """
+        from tritonclient.utils import InferenceServerException
+
+        json_reply = {"as_json": True} if self.protocol == "grpc" else {}
+        try:
+            return {m: self._client().get_inference_statistics(m, **json_reply)["model_stats"][0] for m in models}
+        except (InferenceServerException, OSError) as exc:
+            raise ServingError(f"{self.url}: no statistics ({exc})") from exc
 
     def _timeout(self) -> dict:
         # gRPC takes a per-call deadline; the HTTP client's timeouts are set on the client.

@@ -333,6 +333,18 @@ def _pytriton_here() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) if spec else None
 
 
+def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports free on ``address`` just now (the system's choice), for a server of its own."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind((address, 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
 def _check_port_free(address: str, port: int, name: str) -> None:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:

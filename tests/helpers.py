@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -80,15 +79,3 @@ def fake_plan(folder: Path, graph: Path, *, min_batch: int = 1, max_batch: int =
     )
     write_manifest(plan, facts, force=True)
     return plan
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 just now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()

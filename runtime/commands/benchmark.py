@@ -1,20 +1,30 @@
-"""``python -m runtime benchmark ARTIFACT...``: latency and throughput, side by side (``runtime.benchmark``)."""
+"""``python -m runtime benchmark ARTIFACT...``: latency and throughput, side by side (``runtime.benchmark``);
+with ``--clients``, throughput under concurrent clients (``runtime.serving_benchmark``)."""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from core.files import check_outputs, write_json, write_text
+from core.preprocessing import image_files
 
 from ..backends import BACKENDS
-from ..benchmark import benchmark, markdown
+from ..benchmark import benchmark, markdown, synthetic_jpegs
+from ..serving_benchmark import concurrency_benchmark
+from ..serving_benchmark import markdown as concurrency_markdown
+from ..triton_client import is_url
 
 DESCRIPTION = "Latency and throughput of artifacts, side by side."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("artifacts", nargs="+", type=Path, help=".plan / .onnx / .pt files; the first is the reference")
+    parser.add_argument(
+        "artifacts",
+        nargs="+",
+        help=".plan / .onnx / .pt files, or served URLs (http://HOST:PORT/tagger); the first is the reference",
+    )
     parser.add_argument("--batch-sizes", type=_batch_sizes, default="1,8,32", help="comma-separated batch sizes")
     parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="backend for every artifact")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (cuda:N for torch)")
@@ -27,23 +37,51 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=_count(0), default=2, help="untimed calls per candidate and batch size")
     parser.add_argument("--iterations", type=_count(1), default=5, help="timed calls per candidate, batch, round")
     parser.add_argument("--rounds", type=_count(1), default=3, help="interleaved rounds")
+    concurrent = parser.add_argument_group("concurrent clients (instead of the latency table)")
+    concurrent.add_argument("--clients", type=_batch_sizes, help="comma-separated client counts, e.g. 1,8,32")
+    concurrent.add_argument("--request-images", type=_count(1), default=1, help="images per request")
+    concurrent.add_argument("--seconds", type=float, default=10.0, help="timed seconds per target and client count")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table as markdown")
     parser.add_argument("--force", action="store_true", help="replace existing --json/--markdown files")
 
 
 def usage_problem(args: argparse.Namespace) -> str | None:
-    if args.images is not None and not args.include_preprocessing:
-        return "--images is used with --include-preprocessing"
+    served = any(map(is_url, args.artifacts))
+    if args.clients is None and args.images is not None and not (args.include_preprocessing or served):
+        return "--images is used with --include-preprocessing, a served URL or --clients"
+    if args.clients is not None and args.seconds <= 0:
+        return "--seconds must be positive"
     return None
 
 
 def run(args: argparse.Namespace) -> None:
     """Prints the table; writes JSON and markdown where asked."""
     outputs = {"--json": args.json, "--markdown": args.markdown}
-    check_outputs(outputs, [*args.artifacts, args.images], force=args.force)
-    result = benchmark(
-        args.artifacts,
+    artifacts = [a if is_url(a) else Path(a) for a in args.artifacts]
+    check_outputs(outputs, [*(a for a in artifacts if isinstance(a, Path)), args.images], force=args.force)
+    if args.clients is not None:
+        result, table = _concurrent(artifacts, args)
+    else:
+        result = _latency(artifacts, args)
+        table = markdown(result)
+    print(table)
+    if args.json is not None:
+        write_json(args.json, result)
+    if args.markdown is not None:
+        write_text(args.markdown, table)
+
+
+def _concurrent(artifacts: list, args: argparse.Namespace) -> tuple[dict, str]:
+    with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
+        files = image_files(args.images) if args.images else synthetic_jpegs(Path(scratch), 32)
+        result = concurrency_benchmark(artifacts, files, args.clients, batch=args.request_images, seconds=args.seconds)
+    return result, concurrency_markdown(result)
+
+
+def _latency(artifacts: list, args: argparse.Namespace) -> dict:
+    return benchmark(
+        artifacts,
         args.batch_sizes,
         backend=args.backend,
         device=args.device,
@@ -55,12 +93,6 @@ def run(args: argparse.Namespace) -> None:
         iterations=args.iterations,
         rounds=args.rounds,
     )
-    table = markdown(result)
-    print(table)
-    if args.json is not None:
-        write_json(args.json, result)
-    if args.markdown is not None:
-        write_text(args.markdown, table)
 
 
 def _batch_sizes(text: str) -> list[int]:

@@ -40,6 +40,11 @@ def test_the_demo_writes_every_artifact_report_and_the_summary(demo_runs) -> Non
             assert f"| TensorRT | {precision} | `model.{precision}.plan` |" in summary
         elif (output / f"model.{precision}.onnx").exists():  # the typed graph is there, its engine is not
             assert f"| TensorRT | {precision} | – | " in summary  # skipped (no GPU/TensorRT) or failed
+    # Served on Triton and equal to in process where a server runs here; otherwise skipped, with the reason.
+    served = (
+        "| Triton (tagger) | fp32 | `triton/` (python twin of `model.onnx`) | – | – | – | 0.0e+00 | – | = in process |"
+    )
+    assert served in summary or "| Triton (tagger) | fp32 | – | skipped: " in summary
 
 
 def test_a_second_run_reuses_what_is_still_valid(demo_runs) -> None:

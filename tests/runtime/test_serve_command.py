@@ -14,8 +14,8 @@ import pytest
 
 from core.errors import ConfigError, InputFileError, MissingDependencyError
 from runtime import triton_server
-from runtime.triton_server import BackendPython, TritonServer, repository_flags
-from tests.helpers import REPO, free_ports
+from runtime.triton_server import BackendPython, TritonServer, free_ports, repository_flags
+from tests.helpers import REPO
 
 STOP_WITHIN_S = 20.0  # Triton's own exit timeout (10 s) and the stubs' shutdown, with room
 

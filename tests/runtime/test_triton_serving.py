@@ -26,8 +26,8 @@ from core.errors import BadInputError, MissingDependencyError, ServingError
 from core.preprocessing import image_files
 from export.triton_repo import RepositoryOptions, write_repository
 from runtime import FailedItem, Predictor
-from runtime.triton_server import TritonServer
-from tests.helpers import fake_plan, free_ports
+from runtime.triton_server import TritonServer, free_ports
+from tests.helpers import fake_plan
 
 LOAD_SECONDS = 30.0
 TOLERANCE = 1e-5  # the served path runs the same graph on the same pixels: only float order may differ
@@ -214,3 +214,27 @@ def test_a_python_model_that_cannot_start_names_itself_and_its_reason(fp32_graph
             server.start()
     except MissingDependencyError as exc:
         pytest.skip(f"no Triton server here: {exc}")
+
+
+def test_the_benchmark_times_a_served_url_on_files_beside_the_in_process_predictor(
+    served: TritonServer, fp32_graph: Path, demo_data: Path
+) -> None:
+    from runtime.benchmark import benchmark
+    from runtime.serving_benchmark import concurrency_benchmark, markdown
+
+    files = image_files(demo_data / "val")[:8]
+    url = f"{served.endpoints.http}/tagger"
+    result = benchmark([fp32_graph, url], [1, 4], images=files, warmup=1, iterations=2, rounds=1)
+    served_rows = [row for row in result["rows"] if row["artifact"] == url]
+    assert [(row["input"], row["batch"]) for row in served_rows] == [("JPEG files", 1), ("JPEG files", 4)]
+    assert all(row["backend"] == "triton" and row["images_per_s"] > 0 for row in served_rows)
+
+    result = concurrency_benchmark([fp32_graph, url], files, (1, 4), seconds=1.0, warmup_seconds=0.2)
+    rows = {(row["target"], row["clients"]): row for row in result["rows"]}
+    assert set(rows) == {(str(fp32_graph), 1), (str(fp32_graph), 4), (url, 1), (url, 4)}
+    assert all(row["failed_images"] == 0 and row["requests"] > 0 for row in rows.values())
+    for clients in (1, 4):  # every image the clients sent went through the classifier, in the batches it formed
+        formed = rows[url, clients]["batches_formed"]
+        assert sum(size * count for size, count in formed.items()) == rows[url, clients]["requests"]
+        assert set(rows[url, clients]["server_ms_per_request"]) == {"tagger", "preprocess", "classifier", "postprocess"}
+    assert "classifier batches formed" in markdown(result)
