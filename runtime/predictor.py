@@ -29,6 +29,8 @@ from .triton_client import BadImageReply, RemoteTagger, is_url
 
 # Batch used for artifacts that record no limit (eager checkpoints).
 UNLIMITED_BATCH = 32
+# Batches of one request a served predictor keeps in flight.
+REMOTE_IN_FLIGHT = 8
 Result = Prediction | FailedItem
 
 
@@ -46,7 +48,8 @@ class Predictor:
         class_thresholds: Per-class thresholds over the default: a mapping, or a JSON file of one.
         top_k: Also return the k most probable classes of each image.
         batch_size: Images per inference call, at most the artifact's limit (default: that limit).
-        decode_workers: Threads that decode and preprocess images.
+        decode_workers: Threads that decode and preprocess images (for a served tagger: batches of one
+            request in flight).
 
     Raises:
         ConfigError: An option is invalid or does not fit the artifact.
@@ -104,7 +107,8 @@ class Predictor:
                 raise ConfigError(f"batch_size {batch_size}: {artifact} takes 1 to {limit} images a call")
             self.batch_size = batch_size or limit
             self.top_k = top_k
-            workers = decode_workers or min(8, len(os.sched_getaffinity(0)))
+            # Decoding is CPU work; a served tagger's pool only waits on the network.
+            workers = decode_workers or (REMOTE_IN_FLIGHT if remote else min(8, len(os.sched_getaffinity(0))))
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
         except BaseException:
             self._release()
@@ -211,16 +215,18 @@ class Predictor:
         return results
 
     def _predict_remote(self, items: list, thresholds: np.ndarray, top_k: int | None, skip_bad: bool) -> list[Result]:
-        """Batches sent to the server from the decode threads, several in flight (the server batches them
-        again); the results are made here by the same rules as in process."""
-        starts = range(0, len(items), self.batch_size)
-        futures = [
-            self._pool.submit(self._remote_batch, items, range(s, min(len(items), s + self.batch_size))) for s in starts
-        ]
+        """Batches sent to the server, several in flight (the server batches them again): a request of one
+        batch from the calling thread, so that callers' threads are the client's concurrency; longer ones
+        from the pool. The results are made here by the same rules as in process."""
+        batches = [range(s, min(len(items), s + self.batch_size)) for s in range(0, len(items), self.batch_size)]
+        if not batches:
+            return []
+        futures = [self._pool.submit(self._remote_batch, items, batch) for batch in batches] if len(batches) > 1 else []
+        answers = (future.result() for future in futures) if futures else [self._remote_batch(items, batches[0])]
         results: list[Result] = []
         try:
-            for future in futures:
-                for index, outcome in future.result():
+            for answer in answers:
+                for index, outcome in answer:
                     if isinstance(outcome, BadInputError):
                         if not skip_bad:
                             raise outcome

@@ -124,6 +124,15 @@ def _served(before: dict, after: dict) -> dict[str, Any]:
     return {"batches_formed": dict(sorted(formed.items())), "server_ms_per_request": per_model}
 
 
+def _batches(formed: dict[int, int]) -> str:
+    """The classifier's batches in a few words: how many, their mean and largest size."""
+    if not formed:
+        return "–"
+    executions = sum(formed.values())
+    images = sum(size * count for size, count in formed.items())
+    return f"{executions} of mean {images / executions:.1f}, max {max(formed)}"
+
+
 def _count(duration: dict) -> int:
     return int(duration.get("count", 0))
 
@@ -139,14 +148,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['files']} JPEG files, {result['seconds']:g} s per run",
         "",
         "| target | backend | clients | batch | requests | img/s | vs first | p50 ms | p95 ms | p99 ms "
-        "| classifier batches formed (size: count) |",
+        "| classifier batches formed |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     first = {}
     for row in result["rows"]:
         first.setdefault(row["clients"], row)
         ratio = row["images_per_s"] / first[row["clients"]]["images_per_s"]
-        formed = ", ".join(f"{size}: {count}" for size, count in row.get("batches_formed", {}).items()) or "–"
+        formed = _batches(row.get("batches_formed", {}))
         cells = [row["target"], row["backend"], row["clients"], row["batch"], row["requests"], row["images_per_s"]]
         cells += [f"{ratio:.2f}×", row["p50_ms"], row["p95_ms"], row["p99_ms"], formed]
         lines.append("| " + " | ".join(map(str, cells)) + " |")

@@ -23,7 +23,7 @@ from core.facts import ArtifactFacts
 
 from .triton_names import BAD_IMAGE, FACTS_PARAMETER, IMAGE, LOGITS, THRESHOLDS_PARAMETER
 
-INSTALL_HINT = "pip install 'masked-gat-deploy[serve]' (tritonclient with HTTP and gRPC)"
+INSTALL_HINT = "pip install 'tritonclient[http,grpc]>=2.60,<3' (the serve extra: pip install -e '.[serve]')"
 SCHEMES = {"http": "http", "https": "http", "grpc": "grpc"}
 _TIMEOUT_S = 60.0
 # How the preprocess model words an unusable image (runtime.triton_models.preprocess).

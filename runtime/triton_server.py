@@ -102,7 +102,7 @@ class BackendPython:
         if not found["toolkit"]:
             raise MissingDependencyError(
                 f"the models' Python {executable} cannot import this toolkit's runtime; install it there "
-                "(pip install --no-deps -e . from the checkout, or pip install --no-deps masked-gat-deploy)"
+                "(pip install --no-deps -e . from the checkout, or its wheel; docs/serving.md)"
             )
         pytriton = Path(found["pytriton"]) if found["pytriton"] else None
         return cls(executable, found["version"], found["numpy"], found["libdir"], pytriton)
