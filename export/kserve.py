@@ -10,6 +10,7 @@ TensorRT version. The Python models import this toolkit, so the image must have 
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -17,8 +18,8 @@ import yaml
 
 from core.errors import ConfigError
 from core.facts import ArtifactFacts
-from core.files import write_text
-from runtime.triton_server import repository_flags
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_RELEASE = "24.10-py3"  # tritonserver 2.51, the server the nvidia-pytriton wheel bundles
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -69,10 +70,10 @@ def inference_service(
     }
 
 
-def write_inference_service(
-    path: Path,
+def inference_service_text(
     repository: Path,
     facts: ArtifactFacts,
+    server_flags: list[str],
     storage_uri: str | None,
     *,
     gpus: int,
@@ -80,32 +81,39 @@ def write_inference_service(
     image: str | None = None,
     min_replicas: int = 1,
     max_replicas: int = 1,
-    force: bool,
-) -> Path:
-    """Writes the ``InferenceService`` of ``repository`` to ``path`` (named after the repository)."""
+) -> str:
+    """The ``InferenceService`` of ``repository`` as YAML (named after the repository), with a header saying
+    what the cluster must provide.
+
+    Raises:
+        ConfigError: As :func:`inference_service`.
+    """
     name = re.sub(r"[^a-z0-9-]+", "-", repository.name.lower()).strip("-")[:63].strip("-") or "tagger"
     placeholder = storage_uri is None
     document = inference_service(
         name,
         storage_uri or f"pvc://model-store/{repository.name}",
-        repository_flags(repository),
+        server_flags,
         gpus=gpus,
         release=release,
         image=image,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
     )
-    engine = facts.engine
     header = [
         f"# KServe InferenceService of the Triton repository {repository.name} (python -m export.triton_repo).",
         "# storageUri must hold that repository's root"
         + (" (a placeholder: pass --storage-uri)." if placeholder else "."),
-        "# The image needs masked-gat-deploy installed for the Python models (docs/serving.md).",
     ]
+    if image is None:
+        logger.warning(
+            "the KServe manifest names NVIDIA's stock Triton image %s, which lacks this toolkit; its Python models "
+            "cannot load there: build an image with it (docs/serving.md) and pass --image",
+            release,
+        )
+        header.append("# The stock image lacks masked-gat-deploy, which the Python models import: pass --image.")
+    engine = facts.engine
     if engine is not None:
         capability = ".".join(map(str, engine.compute_capability))
-        header.append(
-            f"# The plan needs a Triton release with TensorRT {engine.tensorrt_version}, a GPU of sm {capability}."
-        )
-    text = "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False)
-    return write_text(path, text, force=force)
+        header.append(f"# The plan needs TensorRT {engine.tensorrt_version} in the image, a GPU of sm {capability}.")
+    return "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False)

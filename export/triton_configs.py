@@ -97,7 +97,9 @@ def configs(
         classifier.default_model_filename = model_file
     classifier.dynamic_batching.preferred_batch_size.extend(batching.preferred)
     kind = getattr(pb.ModelInstanceGroup, INSTANCE_KINDS[instances.kind])
-    classifier.instance_group.add(count=instances.classifier, kind=kind)
+    group = classifier.instance_group.add(count=instances.classifier, kind=kind)
+    if classifier_kind == "python" and instances.kind == "gpu":
+        group.gpus.append(0)  # the twin's runners take no device index: its instances all run on the first GPU
     if onnx_tensorrt:
         accelerator = classifier.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         accelerator.parameters["precision_mode"] = _ORT_TENSORRT_PRECISION[facts.precision]
@@ -141,8 +143,7 @@ def to_text(config) -> str:
     from google.protobuf import text_format
 
     text = text_format.MessageToString(config)
-    parsed = text_format.Parse(text, type(config)())
-    if parsed != config:
+    if parse(text, config.name) != config:
         raise ExportError(f"the configuration of {config.name!r} does not survive its own text format")
     return text
 

@@ -36,7 +36,7 @@ from runtime.results import read_thresholds, threshold_vector
 from runtime.triton_names import CLASSIFIER, LABELS_FILE, POSTPROCESS, PREPROCESS, TAGGER
 from runtime.triton_server import SERVING_FILE
 
-from .kserve import DEFAULT_RELEASE, inference_service_path, write_inference_service
+from .kserve import DEFAULT_RELEASE, inference_service_path, inference_service_text
 from .metadata import read_graph
 from .triton_configs import CLASSIFIER_KINDS, INSTANCE_KINDS, MODEL_FILES, Batching, Instances, configs, to_text
 
@@ -89,12 +89,25 @@ def write_repository(
     manifest, facts = _artifact(artifact)
     kind = _classifier_kind(artifact, options)
     batching = _batching(facts, kind, options)
-    instances = Instances(options.instances, _instance_kind(kind, options), options.preprocess_instances)
+    instance_kind = _instance_kind(artifact, kind, options)
+    instances = Instances(options.instances, instance_kind, options.preprocess_instances)
     overrides = read_thresholds(options.class_thresholds) if options.class_thresholds else None
     default = facts.config.decision_threshold if options.threshold is None else options.threshold
     thresholds = threshold_vector(facts.class_names, default, overrides)
     model_file = MODEL_FILES["tensorrt_plan" if artifact.suffix == ".plan" else "onnxruntime_onnx"]
     models = configs(facts, kind, model_file, batching, instances, thresholds, options.onnx_tensorrt)
+    flags = server_flags(facts)
+    service = inference_service_text(  # checked before anything is written
+        output,
+        facts,
+        flags,
+        options.storage_uri,
+        gpus=options.gpus,
+        release=options.triton_release,
+        image=options.image,
+        min_replicas=options.min_replicas,
+        max_replicas=options.max_replicas,
+    )
     with staging_folder(output) as staged:
         for name, config in models.items():
             (staged / name / "1").mkdir(parents=True)
@@ -105,20 +118,9 @@ def write_repository(
         for name in (POSTPROCESS, TAGGER):
             write_text(staged / name / LABELS_FILE, "".join(f"{label}\n" for label in facts.class_names))
         _copy_artifact(artifact, manifest, staged / CLASSIFIER / "1" / model_file)
-        write_json(staged / SERVING_FILE, _serving(artifact, facts, kind, options))
+        write_json(staged / SERVING_FILE, _serving(artifact, facts, kind, flags, options))
         _move_into_place(staged, output, force=force)
-    write_inference_service(
-        kserve,
-        output,
-        facts,
-        options.storage_uri,
-        gpus=options.gpus,
-        release=options.triton_release,
-        image=options.image,
-        min_replicas=options.min_replicas,
-        max_replicas=options.max_replicas,
-        force=force,
-    )
+    write_text(kserve, service, force=force)
     return output
 
 
@@ -148,14 +150,22 @@ def _classifier_kind(artifact: Path, options: RepositoryOptions) -> str:
     return kind
 
 
-def _instance_kind(kind: str, options: RepositoryOptions) -> str:
-    chosen = options.kind or ("gpu" if kind == "tensorrt_plan" or options.onnx_tensorrt else "auto")
+def _instance_kind(artifact: Path, kind: str, options: RepositoryOptions) -> str:
+    """The classifier's instance kind: a TensorRT engine (a plan, or ONNX Runtime's TensorRT provider) on
+    GPUs; the Python twin of a graph on CPUs unless told (its ONNX Runtime needs the CUDA build for GPUs);
+    Triton's ONNX Runtime backend wherever the server has GPUs (``auto``)."""
+    on_gpu_only = artifact.suffix == ".plan" or options.onnx_tensorrt
+    chosen = options.kind or ("gpu" if on_gpu_only else "cpu" if kind == "python" else "auto")
     if chosen not in INSTANCE_KINDS:
         raise ConfigError(f"--kind {chosen}: choose {', '.join(INSTANCE_KINDS)}")
-    if chosen != "gpu" and (kind == "tensorrt_plan" or options.onnx_tensorrt):
+    if chosen != "gpu" and on_gpu_only:
         raise ConfigError(f"--kind {chosen}: a TensorRT engine runs on a GPU only; use --kind gpu")
+    if chosen == "auto" and kind == "python":
+        raise ConfigError("--kind auto: the Python twin needs a kind it can count on; use --kind cpu or gpu")
     if options.instances < 1 or options.preprocess_instances < 1:
         raise ConfigError("--instances and --preprocess-instances must be at least 1")
+    if on_gpu_only and options.gpus < 1:
+        raise ConfigError("--gpus 0: a TensorRT engine needs a GPU in each replica")
     return chosen
 
 
@@ -211,10 +221,16 @@ def _copy_artifact(artifact: Path, manifest: Manifest | None, target: Path) -> N
             raise
 
 
-def _serving(artifact: Path, facts: ArtifactFacts, kind: str, options: RepositoryOptions) -> dict:
+def server_flags(facts: ArtifactFacts) -> list[str]:
+    """The server flags the artifact needs: a version-compatible plan loads only where the TensorRT
+    backend allows the lean runtime it carries."""
+    engine = facts.engine
+    return ["--backend-config=tensorrt,version-compatible=true"] if engine and engine.version_compatible else []
+
+
+def _serving(artifact: Path, facts: ArtifactFacts, kind: str, flags: list[str], options: RepositoryOptions) -> dict:
     """What a server needs to serve the repository, for ``runtime serve`` and for people."""
     engine = facts.engine
-    flags = ["--backend-config=tensorrt,version-compatible=true"] if engine and engine.version_compatible else []
     return {
         "written_by": "python -m export.triton_repo",
         "artifact": artifact.name,
@@ -224,7 +240,7 @@ def _serving(artifact: Path, facts: ArtifactFacts, kind: str, options: Repositor
         "compute_capability": list(engine.compute_capability) if engine else None,
         "version_compatible": engine.version_compatible if engine else None,
         "server_flags": flags,
-        "python_models_need": "masked-gat-deploy with numpy, pillow" + (", onnxruntime" if kind == "python" else ""),
+        "python_models_need": "masked-gat-deploy with numpy<2, pillow" + (", onnxruntime" if kind == "python" else ""),
         "onnx_tensorrt": options.onnx_tensorrt,
     }
 
@@ -237,7 +253,11 @@ def _move_into_place(staged: Path, output: Path, *, force: bool) -> None:
             raise ConfigError(f"{output} already exists; pass --force to replace it")
         aside = output.with_name(staging_prefix(output) + "old")  # a name sweep_leftovers knows
         os.replace(output, aside)
-        os.replace(staged, output)
+        try:
+            os.replace(staged, output)
+        except BaseException:
+            os.replace(aside, output)  # the old repository back where it was
+            raise
         shutil.rmtree(aside, ignore_errors=True)
     else:
         os.replace(staged, output)

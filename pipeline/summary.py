@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.files import write_text
 
+from .serving import TOLERANCE as SERVED_TOLERANCE
+
 if TYPE_CHECKING:
     from .demo import DemoRun
 
@@ -55,7 +57,7 @@ def artifact_rows(run: DemoRun) -> list[str]:
     if run.served:  # the FP32 graph served by Triton, compared with in process (not with the eager model)
         served = run.served
         figures = ["–", "–", "–", f"{served['max_abs_dp']:.1e}", "–"]
-        same = "= in process" if served["labels_equal"] and served["max_abs_dp"] <= 1e-5 else "DIFFERS"
+        same = "= in process" if served["labels_equal"] and served["max_abs_dp"] <= SERVED_TOLERANCE else "DIFFERS"
         speeds = ["–", "–", _speed(run.benchmark, served["url"], "JPEG files", 8)]
         artifact = f"`{served['repository'].name}/` (python twin of `model.onnx`)"
         rows.append("| " + " | ".join([_BACKEND["triton"], "fp32", artifact, *figures, same, *speeds]) + " |")

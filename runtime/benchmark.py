@@ -154,7 +154,7 @@ def open_candidates(
     candidates, predictors = [], []
     for artifact in artifacts:
         if is_url(artifact):
-            predictor = Predictor(artifact)
+            predictor = Predictor(artifact, backend, device=device)  # refuses a backend or device of its own
             predictors.append(predictor)
             facts = predictor.facts
             served = dict(backend="triton", device="server", precision=facts.precision, image_size=facts.image_size)

@@ -11,6 +11,7 @@ classifier, and each model's average queue and compute time per request.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -45,10 +46,12 @@ def concurrency_benchmark(
     """
     if not files or batch < 1 or min(clients, default=0) < 1 or seconds <= 0:
         raise ConfigError("need JPEG files, batch ≥ 1, client counts ≥ 1 and a positive duration")
-    predictors = [Predictor(target, batch_size=None if is_url(target) else batch) for target in targets]
-    servers = [RemoteTagger(str(target)) if is_url(target) else None for target in targets]
     rows = []
-    try:
+    with contextlib.ExitStack() as opened:
+        predictors = [opened.enter_context(_open(target, batch)) for target in targets]
+        servers = [
+            opened.enter_context(contextlib.closing(RemoteTagger(str(t)))) if is_url(t) else None for t in targets
+        ]
         with tqdm(total=len(clients) * len(targets), desc="concurrency", unit="run", disable=None) as bar:
             for count in clients:
                 for target, predictor, server in zip(targets, predictors, servers, strict=True):
@@ -60,10 +63,12 @@ def concurrency_benchmark(
                         row |= _served(before, server.statistics(STEPS))
                     rows.append(row)
                     bar.update()
-    finally:
-        for closable in [*predictors, *filter(None, servers)]:
-            closable.close()
     return {"targets": [str(t) for t in targets], "files": len(files), "seconds": seconds, "rows": rows}
+
+
+def _open(target: str | Path, batch: int) -> Predictor:
+    # A served tagger takes its server's batch limit; in process, one call is one request.
+    return Predictor(target, batch_size=None if is_url(target) else batch)
 
 
 def _run(predictor: Predictor, files: Sequence[Path], clients: int, batch: int, seconds: float) -> dict[str, Any]:
@@ -72,15 +77,20 @@ def _run(predictor: Predictor, files: Sequence[Path], clients: int, batch: int, 
     latencies: list[list[float]] = [[] for _ in range(clients)]
     failures = [0] * clients
 
+    errors: list[BaseException] = []
+
     def client(number: int) -> None:
-        for k in range(1_000_000):  # bounded by the deadline first
-            if time.monotonic() >= deadline:
-                return
-            request = [str(files[(number * 7919 + k * batch + i) % len(files)]) for i in range(batch)]
-            started = time.perf_counter()
-            results = predictor.predict(request, skip_bad=True)
-            latencies[number].append(time.perf_counter() - started)
-            failures[number] += sum(not r.ok for r in results)
+        try:
+            for k in range(1_000_000):  # bounded by the deadline first
+                if time.monotonic() >= deadline:
+                    return
+                request = [str(files[(number * 7919 + k * batch + i) % len(files)]) for i in range(batch)]
+                started = time.perf_counter()
+                results = predictor.predict(request, skip_bad=True)
+                latencies[number].append(time.perf_counter() - started)
+                failures[number] += sum(not r.ok for r in results)
+        except BaseException as exc:  # re-raised in the caller's thread once every client has stopped
+            errors.append(exc)
 
     threads = [threading.Thread(target=client, args=(n,), name=f"client-{n}") for n in range(clients)]
     started = time.perf_counter()
@@ -89,7 +99,11 @@ def _run(predictor: Predictor, files: Sequence[Path], clients: int, batch: int, 
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    times = np.concatenate([np.asarray(t) for t in latencies]) if any(latencies) else np.zeros(1)
+    if errors:
+        raise errors[0]
+    if not any(latencies):
+        raise ConfigError(f"no request finished within {seconds:g} s; give it longer (--seconds)")
+    times = np.concatenate([np.asarray(t) for t in latencies])
     p50, p95, p99 = np.percentile(times, [50, 95, 99]) * 1000
     return {
         "requests": int(sum(map(len, latencies))),

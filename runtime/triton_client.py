@@ -3,8 +3,8 @@
 ``tritonclient`` (the ``serve`` extra) is imported here only, through :func:`import_tritonclient`.
 A :class:`RemoteTagger` reads what it serves from the server (the artifact's facts and the
 thresholds ``export.triton_repo`` wrote into the ensemble's configuration), sends encoded images and
-returns their logits, so the caller applies the same score rules as in process. Its clients are
-per thread: ``tritonclient``'s are not meant to be shared between threads.
+returns their logits, so the caller applies the same score rules as in process. Each thread has a
+client of its own (``tritonclient``'s are not meant to be shared between threads).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import weakref
 from collections.abc import Sequence
 from types import ModuleType
 from urllib.parse import urlsplit
@@ -74,10 +75,16 @@ class RemoteTagger:
         self._address = parts.netloc
         self._ssl = parts.scheme == "https"
         self._module = import_tritonclient(self.protocol)
+        # One client per thread: the HTTP client belongs to the thread that made it (gevent). A thread's client
+        # goes with the thread; close() closes those still alive.
         self._local = threading.local()
-        self._clients: list = []
+        self._clients: weakref.WeakSet = weakref.WeakSet()
         self._lock = threading.Lock()
-        config = self._config()
+        try:
+            config = self._config()
+        except BaseException:
+            self.close()
+            raise
         try:
             parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
             facts = ArtifactFacts.from_dict(json.loads(parameters[FACTS_PARAMETER]), url)
@@ -91,6 +98,7 @@ class RemoteTagger:
         self.max_batch = int(config.get("max_batch_size", 1))
 
     def _client(self):
+        """This thread's client (``tritonclient``'s are not meant to be shared between threads)."""
         client = getattr(self._local, "client", None)
         if client is None:
             if self.protocol == "grpc":
@@ -101,18 +109,17 @@ class RemoteTagger:
                 )
             self._local.client = client
             with self._lock:
-                self._clients.append(client)
+                self._clients.add(client)
         return client
 
     def _config(self) -> dict:
         from tritonclient.utils import InferenceServerException
 
         try:
-            if not self._client().is_model_ready(self.model):
+            client = self._client()
+            if not client.is_model_ready(self.model):
                 raise ServingError(f"{self.url}: the server has no ready model {self.model!r}")
-            config = self._client().get_model_config(
-                self.model, **({"as_json": True} if self.protocol == "grpc" else {})
-            )
+            config = client.get_model_config(self.model, **self._as_json())
         except InferenceServerException as exc:
             raise ServingError(f"{self.url}: {exc.message()}") from exc
         except OSError as exc:  # refused, unreachable, timed out
@@ -158,11 +165,15 @@ class RemoteTagger:
         """
         from tritonclient.utils import InferenceServerException
 
-        json_reply = {"as_json": True} if self.protocol == "grpc" else {}
         try:
-            return {m: self._client().get_inference_statistics(m, **json_reply)["model_stats"][0] for m in models}
-        except (InferenceServerException, OSError) as exc:
-            raise ServingError(f"{self.url}: no statistics ({exc})") from exc
+            client = self._client()
+            return {m: client.get_inference_statistics(m, **self._as_json())["model_stats"][0] for m in models}
+        except (InferenceServerException, OSError, KeyError, IndexError) as exc:
+            raise ServingError(f"{self.url}: no statistics of {', '.join(models)} ({exc!r})") from exc
+
+    def _as_json(self) -> dict:
+        # The HTTP client answers JSON already; the gRPC one, protobuf unless asked.
+        return {"as_json": True} if self.protocol == "grpc" else {}
 
     def _timeout(self) -> dict:
         # gRPC takes a per-call deadline; the HTTP client's timeouts are set on the client.
@@ -170,7 +181,8 @@ class RemoteTagger:
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients = self._clients, []
+            clients = list(self._clients)
+            self._clients.clear()
         for client in clients:
             client.close()
 

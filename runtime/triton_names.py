@@ -1,7 +1,7 @@
 """The names a Triton model repository written by ``export.triton_repo`` exposes: clients rely on them.
 
 One definition for the writer (``export.triton_repo``), the Python-backend models that run inside
-the server (``runtime.triton_models``) and the client (``runtime.remote``).
+the server (``runtime.triton_models``) and the client (``runtime.triton_client``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ this server's own) and its working folder.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -48,6 +49,8 @@ SERVING_FILE = "serving.json"
 EXIT_TIMEOUT_S = 10  # how long Triton waits for requests in flight once asked to stop
 _GRACE_S = EXIT_TIMEOUT_S + 10
 _POLL_S = 0.25
+_PR_SET_PDEATHSIG = 1
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)' version \d+: (.+?)\"?$")
 
 # Run by the models' Python: what the server needs to know of that environment.
@@ -87,16 +90,18 @@ class BackendPython:
             executable = made if made.exists() else sys.executable
         executable = Path(executable)
         try:
+            # From a neutral folder: run from a checkout, Python would find the toolkit there, and the server won't.
             done = subprocess.run(
-                [str(executable), "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False
-            )
+                [str(executable), "-c", _PROBE],
+                capture_output=True, text=True, timeout=60, check=False, cwd=tempfile.gettempdir(),
+            )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise MissingDependencyError(f"cannot run the models' Python {executable}: {exc}") from exc
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise MissingDependencyError(
-                f"the models' Python {executable} cannot import NumPy ({last}); give --backend-python an environment "
-                "with numpy<2, pillow, onnxruntime and this toolkit"
+                f"the models' Python {executable} cannot run the environment check ({last}); give --backend-python "
+                "an environment with numpy<2, pillow, onnxruntime and this toolkit"
             )
         found = json.loads(done.stdout)
         if not found["toolkit"]:
@@ -127,6 +132,9 @@ class TritonServer:
         startup_timeout: Seconds to wait for every model to be ready.
         log_file: Where the server's log goes (default: its working folder, removed at the end).
         verbose: Triton's verbose log.
+
+    The server is tied to the thread that starts it: it gets SIGTERM when that thread ends (so a parent
+    killed outright leaves no server behind). Start and stop it from one long-lived thread.
 
     Raises (on entry):
         ConfigError: A port is taken, or the repository is not a folder.
@@ -183,6 +191,8 @@ class TritonServer:
             raise ConfigError("this server is already started; stop() it first")
         if not self.repository.is_dir():
             raise ConfigError(f"{self.repository} is not a folder; write one with python -m export.triton_repo")
+        if self.log_file is not None and not self.log_file.parent.is_dir():
+            raise ConfigError(f"--log {self.log_file}: its folder does not exist; name a file in an existing folder")
         for name, port in self.ports.items():
             _check_port_free(self.address, port, name)
         python = BackendPython.probe(self.backend_python)
@@ -195,7 +205,7 @@ class TritonServer:
                 # A session of its own: the server's stubs share its process group, which stop() can end.
                 self.process = subprocess.Popen(
                     command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True,
+                    start_new_session=True, preexec_fn=_die_with_parent,
                 )  # fmt: skip
             self._wait_ready(log_path)
         except BaseException:
@@ -211,11 +221,10 @@ class TritonServer:
         if process is not None:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=_GRACE_S)
-                except subprocess.TimeoutExpired:
+                if not _exited_unreaped(process.pid, _GRACE_S):
                     logger.warning("tritonserver did not stop within %d s of SIGTERM; killing it", _GRACE_S)
-            # Its group is its own (start_new_session): a stub that outlived the server ends here.
+            # The group is the server's own (start_new_session), and its id cannot be reused while the leader
+            # is not reaped: whatever is left of it (a stub that outlived the server) ends here.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -244,12 +253,7 @@ class TritonServer:
             *repository_flags(self.repository),
         ]
         if bundle is not None:
-            if int(python.numpy.split(".")[0]) >= 2:
-                raise MissingDependencyError(
-                    f"the bundled tritonserver's Python backend is built against NumPy 1.x, and {python.executable} "
-                    f"has numpy {python.numpy}; name a Python environment with numpy<2 (--backend-python; "
-                    f"scripts/setup.sh makes one in {BACKEND_ENV})"
-                )
+            require_numpy_1(python)
             command.append(f"--backend-directory={self._bundled_backends(bundle, python)}")
             libraries = [python.libdir, str(bundle.parent.parent / "nvidia_pytriton.libs"), env.get("LD_LIBRARY_PATH")]
             env["LD_LIBRARY_PATH"] = os.pathsep.join(path for path in libraries if path)
@@ -277,7 +281,7 @@ class TritonServer:
         deadline = time.monotonic() + self.startup_timeout
         for _ in range(int(self.startup_timeout / _POLL_S) + 1):
             if self.process.poll() is not None:
-                raise ServingError(f"tritonserver exited (code {self.process.returncode}): {_reasons(log_path)}")
+                raise ServingError(f"tritonserver exited (code {self.process.returncode}): {load_failures(log_path)}")
             with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=1) as reply:
                 if reply.status == 200:
                     return
@@ -285,8 +289,22 @@ class TritonServer:
                 break
             time.sleep(_POLL_S)
         raise ServingError(
-            f"tritonserver was not ready within {self.startup_timeout:g} s ({_reasons(log_path)}); "
+            f"tritonserver was not ready within {self.startup_timeout:g} s ({load_failures(log_path)}); "
             "give it longer (--startup-timeout) or read its log (--log)"
+        )
+
+
+def require_numpy_1(python: BackendPython) -> None:
+    """The bundled server's Python-backend stub is built against NumPy 1.x: under NumPy 2 it misreads tensors.
+
+    Raises:
+        MissingDependencyError: ``python`` has NumPy 2 or later.
+    """
+    if int(python.numpy.split(".")[0]) >= 2:
+        raise MissingDependencyError(
+            f"the bundled tritonserver's Python backend is built against NumPy 1.x, and {python.executable} has "
+            f"numpy {python.numpy}; name a Python environment with numpy<2 (--backend-python; scripts/setup.sh "
+            f"makes one in {BACKEND_ENV})"
         )
 
 
@@ -333,8 +351,28 @@ def _pytriton_here() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) if spec else None
 
 
+def _exited_unreaped(pid: int, timeout: float) -> bool:
+    """Waits up to ``timeout`` s for ``pid`` to exit, leaving it unreaped (so its id stays its own)."""
+    for _ in range(int(timeout / _POLL_S) + 1):
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True
+        time.sleep(_POLL_S)
+    return False
+
+
+def _die_with_parent() -> None:
+    """In the server's process before it runs: SIGTERM it when the thread that started it exits (Linux
+    ``PR_SET_PDEATHSIG``), so that a parent killed outright leaves no server behind."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct TCP ports free on ``address`` just now (the system's choice), for a server of its own."""
+    """``count`` distinct TCP ports free on ``address`` just now (the system's choice), for a server of its own.
+    Another process may take one before the server binds it (seconds later, once its models load); the
+    server then fails to start, saying so."""
     sockets = [socket.socket() for _ in range(count)]
     try:
         for probe in sockets:
@@ -358,7 +396,7 @@ def _check_port_free(address: str, port: int, name: str) -> None:
             ) from exc
 
 
-def _reasons(log_path: Path) -> str:
+def load_failures(log_path: Path) -> str:
     """Which models failed to load and Triton's reasons, or the end of its log."""
     try:
         lines = log_path.read_text(errors="replace").splitlines()

@@ -46,7 +46,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace existing --json/--markdown files")
 
 
+# Flags of one mode only, with their defaults: given to the other mode, they would be ignored.
+_LATENCY_ONLY = {
+    "--backend": ("backend", "auto"),
+    "--device": ("device", "auto"),
+    "--torch-fp16": ("torch_fp16", False),
+    "--bare-onnxruntime": ("bare_onnxruntime", False),
+    "--include-preprocessing": ("include_preprocessing", False),
+    "--batch-sizes": ("batch_sizes", [1, 8, 32]),
+    "--warmup": ("warmup", 2),
+    "--iterations": ("iterations", 5),
+    "--rounds": ("rounds", 3),
+}
+_CLIENTS_ONLY = {"--request-images": ("request_images", 1), "--seconds": ("seconds", 10.0)}
+
+
 def usage_problem(args: argparse.Namespace) -> str | None:
+    exclusive = _LATENCY_ONLY if args.clients is not None else _CLIENTS_ONLY
+    given = [flag for flag, (name, default) in exclusive.items() if getattr(args, name) != default]
+    if given:
+        mode = "with --clients" if args.clients is not None else "without --clients"
+        return f"{', '.join(given)}: no effect {mode}; drop what does not apply"
     served = any(map(is_url, args.artifacts))
     if args.clients is None and args.images is not None and not (args.include_preprocessing or served):
         return "--images is used with --include-preprocessing, a served URL or --clients"

@@ -32,39 +32,59 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Starts the server, prints its endpoints and models, and serves until SIGINT or SIGTERM."""
+    """Starts the server, prints its endpoints and models, and serves until SIGINT, SIGTERM or SIGHUP; a
+    signal while the models load stops the start."""
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    starting = [True]
+
+    def on_signal(signum: int, _frame) -> None:
+        stop.set()
+        if starting[0]:  # interrupts the wait for the models; start() stops what it started
+            raise _StopRequested(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    server = TritonServer(
+        args.repository,
+        address=args.address,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        tritonserver=args.tritonserver,
+        backend_python=args.backend_python,
+        startup_timeout=args.startup_timeout,
+        log_file=args.log,
+        verbose=args.verbose,
+    )
     try:
-        with TritonServer(
-            args.repository,
-            address=args.address,
-            http_port=args.http_port,
-            grpc_port=args.grpc_port,
-            metrics_port=args.metrics_port,
-            tritonserver=args.tritonserver,
-            backend_python=args.backend_python,
-            startup_timeout=args.startup_timeout,
-            log_file=args.log,
-            verbose=args.verbose,
-        ) as server:
-            endpoints = server.endpoints
-            print(f"serving {args.repository} (models: {', '.join(_models(endpoints.http))})")
-            print(f"  HTTP    {endpoints.http}    e.g. Predictor('{endpoints.http}/tagger')")
-            print(f"  gRPC    {endpoints.grpc}")
-            print(f"  metrics {endpoints.metrics}")
-            print("stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
-            while not stop.wait(_WATCH_S):
-                if not server.running():
-                    raise ServingError(f"tritonserver exited on its own (code {server.process.returncode})")
-            print("stopping", flush=True)
+        server.start()
+        starting[0] = False
+        endpoints = server.endpoints
+        print(f"serving {args.repository} (models: {', '.join(_models(endpoints.http))})")
+        print(f"  HTTP    {endpoints.http}    e.g. Predictor('{endpoints.http}/tagger')")
+        print(f"  gRPC    {endpoints.grpc}")
+        print(f"  metrics {endpoints.metrics}")
+        print("stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
+        while not stop.wait(_WATCH_S):
+            if not server.running():
+                raise ServingError(f"tritonserver exited on its own (code {server.process.returncode})")
+        print("stopping", flush=True)
+    except _StopRequested as exc:
+        print(f"stopped by {exc} before the models were ready", flush=True)
     finally:
+        server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class _StopRequested(Exception):
+    """A stop signal arrived while the server was starting."""
 
 
 def _models(http: str) -> list[str]:
     """The ready models, from the server's repository index."""
     request = urllib.request.Request(f"{http}/v2/repository/index", data=b"{}", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        return sorted(entry["name"] for entry in json.loads(reply.read()) if entry.get("state") == "READY")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return sorted(entry["name"] for entry in json.loads(reply.read()) if entry.get("state") == "READY")
+    except (OSError, ValueError) as exc:
+        raise ServingError(f"{http}: the server does not list its models ({exc})") from exc

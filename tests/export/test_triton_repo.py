@@ -48,6 +48,8 @@ def test_a_graph_becomes_a_repository_whose_configs_parse_and_agree_with_its_fac
     assert (version / "model.onnx").read_bytes() == fp32_graph.read_bytes()
     assert manifest_path(version / "model.onnx").read_bytes() == manifest_path(fp32_graph).read_bytes()
     assert (version / "model.py").exists() == (classifier == "python")
+    group = classifier_config.instance_group[0]  # the twin of a graph defaults to CPUs; the ORT backend, to auto
+    assert group.kind == (group.KIND_CPU if classifier == "python" else group.KIND_AUTO)
     for name in (POSTPROCESS, TAGGER):
         assert (repository / name / "labels.txt").read_text().splitlines() == list(facts.class_names)
     tagger = configs[TAGGER]
@@ -89,6 +91,9 @@ def test_a_plan_becomes_a_tensorrt_plan_classifier_on_gpus_with_its_profile(fp32
     assert repository_flags(repository) == ["--backend-config=tensorrt,version-compatible=true"]
     service = yaml.safe_load((tmp_path / "repo.inferenceservice.yaml").read_text())
     assert service["spec"]["predictor"]["model"]["args"] == ["--backend-config=tensorrt,version-compatible=true"]
+    twin = write_repository(plan, tmp_path / "twin", RepositoryOptions(classifier="python"), force=False)
+    group = _configs(twin)[CLASSIFIER].instance_group[0]  # the twin's runners take no device index
+    assert (group.kind, list(group.gpus)) == (group.KIND_GPU, [0])
 
 
 def test_what_the_artifact_cannot_serve_is_refused(fp32_graph: Path, tmp_path: Path) -> None:
@@ -102,6 +107,9 @@ def test_what_the_artifact_cannot_serve_is_refused(fp32_graph: Path, tmp_path: P
         (plan, RepositoryOptions(kind="cpu"), ConfigError, "runs on a GPU only"),
         (plan, RepositoryOptions(onnx_tensorrt=True), ConfigError, "option of the onnxruntime_onnx classifier"),
         (narrow, RepositoryOptions(), ConfigError, "--min-batch 1"),
+        (plan, RepositoryOptions(classifier="python", kind="cpu"), ConfigError, "runs on a GPU only"),
+        (plan, RepositoryOptions(gpus=0), ConfigError, "needs a GPU in each replica"),
+        (fp32_graph, RepositoryOptions(classifier="python", kind="auto"), ConfigError, "use --kind cpu or gpu"),
     ]
     for artifact, options, error, message in refusals:
         with pytest.raises(error, match=message):
@@ -182,8 +190,14 @@ def test_the_kserve_manifest_is_an_inference_service_of_the_triton_runtime(fp32_
     assert model["modelFormat"] == {"name": "triton"} and model["protocolVersion"] == "v2"
     assert model["storageUri"] == "gs://models/tagger" and model["runtimeVersion"] == "24.10-py3"
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert "the Python models import: pass --image" in (tmp_path / "Tagger_v1.inferenceservice.yaml").read_text()
+    options = RepositoryOptions(image="registry.example/triton-tagger:1")
+    write_repository(fp32_graph, tmp_path / "own", options, force=False)
+    model = yaml.safe_load((tmp_path / "own.inferenceservice.yaml").read_text())["spec"]["predictor"]["model"]
+    assert model["image"] == "registry.example/triton-tagger:1" and "runtimeVersion" not in model
     with pytest.raises(ConfigError, match="1 ≤ min ≤ max"):
         write_repository(fp32_graph, tmp_path / "r2", RepositoryOptions(min_replicas=3, max_replicas=2), force=False)
+    assert not (tmp_path / "r2").exists()  # checked before anything is written
 
 
 def test_a_failed_write_raises_a_typed_error_when_the_disk_is_full(

@@ -143,6 +143,10 @@ def test_run_benchmark_never_calls_a_candidate_over_its_limit() -> None:
         ["--iterations", "0"],
         ["--warmup", "-1"],
         ["--images", "."],
+        ["--clients", "1,8", "--rounds", "2"],  # a latency-table flag, which --clients would ignore
+        ["--clients", "1", "--device", "cpu"],
+        ["--seconds", "3"],  # a --clients flag without --clients
+        ["--clients", "0"],
     ],
 )
 def test_bad_flags_exit_2(fp32_graph: Path, flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,8 +13,14 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError, InputFileError, MissingDependencyError
-from runtime import triton_server
-from runtime.triton_server import BackendPython, TritonServer, free_ports, repository_flags
+from runtime.triton_server import (
+    BackendPython,
+    TritonServer,
+    free_ports,
+    load_failures,
+    repository_flags,
+    require_numpy_1,
+)
 from tests.helpers import REPO
 
 STOP_WITHIN_S = 20.0  # Triton's own exit timeout (10 s) and the stubs' shutdown, with room
@@ -76,6 +82,41 @@ def test_sigterm_stops_the_server_and_leaves_nothing_behind(fp32_graph: Path, tm
     assert [p.name for p in Path("/dev/shm").glob(f"masked_gat_{serve.pid}_*")] == []
 
 
+def test_a_stop_signal_while_the_models_load_stops_the_start_and_leaves_nothing(
+    fp32_graph: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient (the serve extra) is not installed")
+    from export.triton_repo import RepositoryOptions, write_repository
+
+    try:
+        BackendPython.probe()
+    except MissingDependencyError as exc:
+        pytest.skip(f"no Python environment for Triton's Python models: {exc}")
+    repository = write_repository(
+        fp32_graph, tmp_path / "starting", RepositoryOptions(classifier="python"), force=False
+    )
+    http, grpc, metrics = free_ports(3)
+    command = [sys.executable, "-m", "runtime", "serve", str(repository), "--http-port", str(http)]
+    command += ["--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    serve = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):  # until tritonserver runs, loading the models (bounded: 60 s)
+            if _processes_mentioning(f"--model-repository={repository}") or serve.poll() is not None:
+                break
+            time.sleep(0.1)
+        if serve.poll() is not None:
+            pytest.skip(serve.stdout.read().strip())
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=STOP_WITHIN_S) == 0
+        assert "stopped by SIGTERM before the models were ready" in serve.stdout.read()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait(timeout=10)
+    assert _processes_mentioning(str(repository)) == []
+    assert [p.name for p in Path("/dev/shm").glob(f"masked_gat_{serve.pid}_*")] == []
+
+
 def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
     import socket
 
@@ -83,8 +124,9 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        http, metrics = free_ports(2)
         with pytest.raises(ConfigError, match=f"127.0.0.1:{port}.*choose another --grpc-port"):
-            TritonServer(tmp_path, grpc_port=port).start()
+            TritonServer(tmp_path, http_port=http, grpc_port=port, metrics_port=metrics).start()
 
 
 def test_a_missing_repository_is_refused(tmp_path: Path) -> None:
@@ -103,14 +145,10 @@ def test_the_repositorys_server_flags_are_read_and_checked(tmp_path: Path) -> No
 
 
 def test_the_bundled_server_refuses_a_numpy_2_environment_for_its_python_models(tmp_path: Path) -> None:
-    bundle = tmp_path / "pytriton" / "tritonserver"
-    (bundle / "bin").mkdir(parents=True)
-    (bundle / "python_backend_stubs").mkdir()
-    (bundle / "bin" / "tritonserver").write_bytes(b"")
     python = BackendPython(Path(sys.executable), "3.11", "2.4.6", "/usr/lib", tmp_path / "pytriton")
-    server = TritonServer(tmp_path, tritonserver=bundle / "bin" / "tritonserver")
     with pytest.raises(MissingDependencyError, match="built against NumPy 1.x.*numpy 2.4.6.*numpy<2"):
-        server._command(python)
+        require_numpy_1(python)
+    require_numpy_1(BackendPython(Path(sys.executable), "3.11", "1.26.4", "/usr/lib", None))
 
 
 def test_a_failed_load_is_reported_by_model_with_tritons_reason(tmp_path: Path) -> None:
@@ -121,19 +159,17 @@ def test_a_failed_load_is_reported_by_model_with_tritons_reason(tmp_path: Path) 
         "backend library for backend 'tensorrt'\"\n"
         "| classifier | 1 | UNAVAILABLE |\n"
     )
-    reason = triton_server._reasons(log)
+    reason = load_failures(log)
     assert (
         reason
         == "model 'classifier' failed to load: Invalid argument: unable to find backend library for backend 'tensorrt'"
     )
     log.write_text("I1201 something\nE1201 the last words\n| table |\n")
-    assert triton_server._reasons(log) == "I1201 something / E1201 the last words"
+    assert load_failures(log) == "I1201 something / E1201 the last words"
 
 
 def test_a_models_python_without_numpy_is_refused_with_what_it_needs(tmp_path: Path) -> None:
     bare = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
-    with pytest.raises(
-        MissingDependencyError, match="cannot import NumPy.*numpy<2, pillow, onnxruntime and this toolkit"
-    ):
+    with pytest.raises(MissingDependencyError, match="check .*No module named 'numpy'.*numpy<2, pillow, onnxruntime"):
         BackendPython.probe(bare / "bin" / "python")

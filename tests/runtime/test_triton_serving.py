@@ -214,6 +214,8 @@ def test_a_python_model_that_cannot_start_names_itself_and_its_reason(fp32_graph
             server.start()
     except MissingDependencyError as exc:
         pytest.skip(f"no Triton server here: {exc}")
+    finally:
+        server.stop()
 
 
 def test_the_benchmark_times_a_served_url_on_files_beside_the_in_process_predictor(
