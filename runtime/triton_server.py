@@ -5,7 +5,8 @@ wheel bundles (``tritonserver`` 2.51 with the ``python`` and ``ensemble`` backen
 needs what ``pytriton`` itself prepares: the Python-backend stub of the models' Python version copied
 beside the backend, that Python's library folder and the wheel's libraries on ``LD_LIBRARY_PATH``, and
 that Python's environment first on ``PATH`` (the stub imports the models' modules from it). Its stub
-is built against NumPy 1.x, so the models' environment must have ``numpy<2``.
+is built against NumPy 1.x, so the models' environment must have ``numpy<2``
+(``runtime.triton_backend_env``).
 
 The server listens on 127.0.0.1 unless another address is named. Stopping sends SIGTERM (Triton
 unloads its models and stops their stubs), kills what is left of its process group after a grace
@@ -26,7 +27,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -36,14 +36,14 @@ from pathlib import Path
 
 from core.errors import ConfigError, InputFileError, MissingDependencyError, ServingError
 
+from .triton_backend_env import BackendPython, require_numpy_1
+
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "install a server: run inside NVIDIA's Triton container (tritonserver on PATH), or pip install --no-deps "
     "nvidia-pytriton==0.7.0 into the models' Python environment (only its bundled tritonserver is used)"
 )
-# Where scripts/setup.sh makes the Python environment of the Python-backend models (numpy<2).
-BACKEND_ENV = Path(sys.prefix) / "triton-backend"
 # Server-wide flags a repository needs, recorded by export.triton_repo beside its models.
 SERVING_FILE = "serving.json"
 EXIT_TIMEOUT_S = 10  # how long Triton waits for requests in flight once asked to stop
@@ -52,65 +52,6 @@ _POLL_S = 0.25
 _PR_SET_PDEATHSIG = 1
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)' version \d+: (.+?)\"?$")
-
-# Run by the models' Python: what the server needs to know of that environment.
-_PROBE = """
-import importlib.util, json, sys, sysconfig
-import numpy
-spec = importlib.util.find_spec("pytriton")
-print(json.dumps({
-    "version": "%d.%d" % sys.version_info[:2],
-    "numpy": numpy.__version__,
-    "libdir": sysconfig.get_config_var("LIBDIR"),
-    "toolkit": importlib.util.find_spec("runtime.triton_models") is not None,
-    "pytriton": list(spec.submodule_search_locations)[0] if spec else None,
-}))
-"""
-
-
-@dataclass(frozen=True)
-class BackendPython:
-    """The Python environment the Python-backend models run in."""
-
-    executable: Path
-    version: str
-    numpy: str
-    libdir: str
-    pytriton: Path | None  # the nvidia-pytriton package installed there, if any
-
-    @classmethod
-    def probe(cls, executable: str | os.PathLike | None = None) -> BackendPython:
-        """Looks ``executable`` up (default: ``BACKEND_ENV``'s Python where it exists, else this one).
-
-        Raises:
-            MissingDependencyError: It does not run, lacks NumPy, or lacks this toolkit.
-        """
-        if executable is None:
-            made = BACKEND_ENV / "bin" / "python"
-            executable = made if made.exists() else sys.executable
-        executable = Path(executable)
-        try:
-            # From a neutral folder: run from a checkout, Python would find the toolkit there, and the server won't.
-            done = subprocess.run(
-                [str(executable), "-c", _PROBE],
-                capture_output=True, text=True, timeout=60, check=False, cwd=tempfile.gettempdir(),
-            )  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise MissingDependencyError(f"cannot run the models' Python {executable}: {exc}") from exc
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise MissingDependencyError(
-                f"the models' Python {executable} cannot run the environment check ({last}); give --backend-python "
-                "an environment with numpy<2, pillow, onnxruntime and this toolkit"
-            )
-        found = json.loads(done.stdout)
-        if not found["toolkit"]:
-            raise MissingDependencyError(
-                f"the models' Python {executable} cannot import this toolkit's runtime; install it there "
-                "(pip install --no-deps -e . from the checkout, or its wheel; docs/serving.md)"
-            )
-        pytriton = Path(found["pytriton"]) if found["pytriton"] else None
-        return cls(executable, found["version"], found["numpy"], found["libdir"], pytriton)
 
 
 @dataclass(frozen=True)
@@ -291,20 +232,6 @@ class TritonServer:
         raise ServingError(
             f"tritonserver was not ready within {self.startup_timeout:g} s ({load_failures(log_path)}); "
             "give it longer (--startup-timeout) or read its log (--log)"
-        )
-
-
-def require_numpy_1(python: BackendPython) -> None:
-    """The bundled server's Python-backend stub is built against NumPy 1.x: under NumPy 2 it misreads tensors.
-
-    Raises:
-        MissingDependencyError: ``python`` has NumPy 2 or later.
-    """
-    if int(python.numpy.split(".")[0]) >= 2:
-        raise MissingDependencyError(
-            f"the bundled tritonserver's Python backend is built against NumPy 1.x, and {python.executable} has "
-            f"numpy {python.numpy}; name a Python environment with numpy<2 (--backend-python; scripts/setup.sh "
-            f"makes one in {BACKEND_ENV})"
         )
 
 

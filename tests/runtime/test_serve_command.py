@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError, InputFileError, MissingDependencyError
-from runtime.triton_server import (
-    BackendPython,
-    TritonServer,
-    free_ports,
-    load_failures,
-    repository_flags,
-    require_numpy_1,
-)
+from runtime.triton_backend_env import BackendPython, require_numpy_1
+from runtime.triton_server import TritonServer, free_ports, load_failures, repository_flags
 from tests.helpers import REPO
 
 STOP_WITHIN_S = 20.0  # Triton's own exit timeout (10 s) and the stubs' shutdown, with room
