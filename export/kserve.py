@@ -10,7 +10,6 @@ TensorRT version. The Python models import this toolkit, so the image must have 
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -19,9 +18,8 @@ import yaml
 from core.errors import ConfigError
 from core.facts import ArtifactFacts
 
-logger = logging.getLogger(__name__)
-
 DEFAULT_RELEASE = "24.10-py3"  # tritonserver 2.51, the server the nvidia-pytriton wheel bundles
+STOCK_IMAGE_NOTE = "The stock image lacks masked-gat-deploy, which the Python models import: pass --image."
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -106,12 +104,7 @@ def inference_service_text(
         + (" (a placeholder: pass --storage-uri)." if placeholder else "."),
     ]
     if image is None:
-        logger.warning(
-            "the KServe manifest names NVIDIA's stock Triton image %s, which lacks this toolkit; its Python models "
-            "cannot load there: build an image with it (docs/serving.md) and pass --image",
-            release,
-        )
-        header.append("# The stock image lacks masked-gat-deploy, which the Python models import: pass --image.")
+        header.append(f"# {STOCK_IMAGE_NOTE}")
     engine = facts.engine
     if engine is not None:
         capability = ".".join(map(str, engine.compute_capability))

@@ -36,7 +36,7 @@ from runtime.results import read_thresholds, threshold_vector
 from runtime.triton_names import CLASSIFIER, LABELS_FILE, POSTPROCESS, PREPROCESS, TAGGER
 from runtime.triton_server import SERVING_FILE
 
-from .kserve import DEFAULT_RELEASE, inference_service_path, inference_service_text
+from .kserve import DEFAULT_RELEASE, STOCK_IMAGE_NOTE, inference_service_path, inference_service_text
 from .metadata import read_graph
 from .triton_configs import CLASSIFIER_KINDS, INSTANCE_KINDS, MODEL_FILES, Batching, Instances, configs, to_text
 
@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         repository = write_repository(args.artifact, args.output, options, force=args.force)
         print(f"wrote {repository} ({', '.join(sorted(p.name for p in repository.iterdir() if p.is_dir()))})")
         print(f"wrote {inference_service_path(repository)}")
+        if args.image is None:
+            print(f"note: {STOCK_IMAGE_NOTE} (docs/serving.md has the Dockerfile)")
         print(f"serve it: python -m runtime serve {repository}")
         logger.debug("server needs: %s", json.dumps(json.loads((repository / SERVING_FILE).read_text())))
 
