@@ -3,11 +3,13 @@ leaving no process and no shared memory; and the plain-data parts of the launche
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +35,10 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_sigterm_stops_the_server_and_leaves_nothing_behind(fp32_graph: Path, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _serving(graph: Path, repository: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    """``python -m runtime serve`` over a repository of ``graph`` (the Python twin) on free ports; yields the
+    process and its HTTP port, and afterwards checks that nothing it started is left."""
     pytest.importorskip("tritonclient.grpc", reason="tritonclient (the serve extra) is not installed")
     from export.triton_repo import RepositoryOptions, write_repository
 
@@ -41,13 +46,24 @@ def test_sigterm_stops_the_server_and_leaves_nothing_behind(fp32_graph: Path, tm
         BackendPython.probe()
     except MissingDependencyError as exc:
         pytest.skip(f"no Python environment for Triton's Python models: {exc}")
-    options = RepositoryOptions(classifier="python", kind="cpu")
-    repository = write_repository(fp32_graph, tmp_path / "served", options, force=False)
+    write_repository(graph, repository, RepositoryOptions(classifier="python"), force=False)
     http, grpc, metrics = free_ports(3)
     command = [sys.executable, "-m", "runtime", "serve", str(repository), "--http-port", str(http)]
     command += ["--grpc-port", str(grpc), "--metrics-port", str(metrics), "--startup-timeout", "120"]
     serve = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
+        yield serve, http
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait(timeout=10)
+    assert _processes_mentioning(str(repository)) == []
+    assert [p.name for p in Path("/dev/shm").glob(f"masked_gat_{serve.pid}_*")] == []
+
+
+def test_sigterm_stops_the_server_and_leaves_nothing_behind(fp32_graph: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "served"
+    with _serving(fp32_graph, repository) as (serve, http):
         lines = []
         for _ in range(200):  # bounded: the banner is a handful of lines
             line = serve.stdout.readline()
@@ -61,39 +77,19 @@ def test_sigterm_stops_the_server_and_leaves_nothing_behind(fp32_graph: Path, tm
             pytest.skip(output.strip())
         assert "stop with" in output, output
         assert f"http://127.0.0.1:{http}" in output and "models: classifier, postprocess, preprocess, tagger" in output
-        started = _processes_mentioning(str(repository))
-        assert len(started) >= 4  # the server and a stub per Python model instance
+        assert len(_processes_mentioning(str(repository))) >= 4  # the server and a stub per Python model instance
         serve.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         assert serve.wait(timeout=STOP_WITHIN_S) == 0
         assert time.monotonic() - sent < STOP_WITHIN_S
         assert "stopping" in serve.stdout.read()
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait(timeout=10)
-    assert _processes_mentioning(str(repository)) == []
-    assert [p.name for p in Path("/dev/shm").glob(f"masked_gat_{serve.pid}_*")] == []
 
 
 def test_a_stop_signal_while_the_models_load_stops_the_start_and_leaves_nothing(
     fp32_graph: Path, tmp_path: Path
 ) -> None:
-    pytest.importorskip("tritonclient.grpc", reason="tritonclient (the serve extra) is not installed")
-    from export.triton_repo import RepositoryOptions, write_repository
-
-    try:
-        BackendPython.probe()
-    except MissingDependencyError as exc:
-        pytest.skip(f"no Python environment for Triton's Python models: {exc}")
-    repository = write_repository(
-        fp32_graph, tmp_path / "starting", RepositoryOptions(classifier="python"), force=False
-    )
-    http, grpc, metrics = free_ports(3)
-    command = [sys.executable, "-m", "runtime", "serve", str(repository), "--http-port", str(http)]
-    command += ["--grpc-port", str(grpc), "--metrics-port", str(metrics)]
-    serve = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    repository = tmp_path / "starting"
+    with _serving(fp32_graph, repository) as (serve, _):
         for _ in range(600):  # until tritonserver runs, loading the models (bounded: 60 s)
             if _processes_mentioning(f"--model-repository={repository}") or serve.poll() is not None:
                 break
@@ -103,12 +99,6 @@ def test_a_stop_signal_while_the_models_load_stops_the_start_and_leaves_nothing(
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=STOP_WITHIN_S) == 0
         assert "stopped by SIGTERM before the models were ready" in serve.stdout.read()
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait(timeout=10)
-    assert _processes_mentioning(str(repository)) == []
-    assert [p.name for p in Path("/dev/shm").glob(f"masked_gat_{serve.pid}_*")] == []
 
 
 def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
