@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     kube.add_argument("--max-replicas", type=int, default=1, help="replicas the autoscaler may add up to")
     parser.add_argument("--force", action="store_true", help="replace an existing repository and manifest")
     args = parser.parse_args(argv)
+    if args.image is not None and args.triton_release != DEFAULT_RELEASE:
+        parser.error("--image names the whole image; --triton-release is the tag of NVIDIA's: give one of them")
     options = RepositoryOptions(
         classifier=args.classifier,
         max_batch=args.max_batch,

@@ -195,6 +195,10 @@ def test_the_kserve_manifest_is_an_inference_service_of_the_triton_runtime(fp32_
     write_repository(fp32_graph, tmp_path / "own", options, force=False)
     model = yaml.safe_load((tmp_path / "own.inferenceservice.yaml").read_text())["spec"]["predictor"]["model"]
     assert model["image"] == "registry.example/triton-tagger:1" and "runtimeVersion" not in model
+    with pytest.raises(SystemExit):  # one image or the other, never both
+        triton_repo.main(
+            [str(fp32_graph), "--output", str(tmp_path / "r3"), "--image", "a", "--triton-release", "25.08-py3"]
+        )
     with pytest.raises(ConfigError, match="1 ≤ min ≤ max"):
         write_repository(fp32_graph, tmp_path / "r2", RepositoryOptions(min_replicas=3, max_replicas=2), force=False)
     assert not (tmp_path / "r2").exists()  # checked before anything is written
