@@ -51,6 +51,7 @@ _GRACE_S = EXIT_TIMEOUT_S + 10
 _POLL_S = 0.25
 _PR_SET_PDEATHSIG = 1
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls it
+_ESCAPED_QUOTE = '\\"'
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)' version \d+: (.+?)\"?$")
 
 
@@ -331,9 +332,8 @@ def load_failures(log_path: Path) -> str:
         return "no log"
     failures = [match.groups() for line in lines if (match := _FAILED_LOAD.search(line.strip()))]
     if failures:
-        reasons = dict(failures).items()
-        return "; ".join(
-            f"model '{name}' failed to load: {reason.replace(chr(92) + chr(34), chr(34))}" for name, reason in reasons
-        )
+        # Triton quotes its message, escaping the quotes inside it.
+        reasons = {name: why.replace(_ESCAPED_QUOTE, '"') for name, why in failures}
+        return "; ".join(f"model '{name}' failed to load: {why}" for name, why in reasons.items())
     tail = [line for line in lines if line.strip() and not line.startswith(("|", "+"))][-3:]
     return " / ".join(tail) or "no log"

@@ -17,6 +17,19 @@ from ..serving_benchmark import markdown as concurrency_markdown
 from ..triton_client import is_url
 
 DESCRIPTION = "Latency and throughput of artifacts, side by side."
+# Each mode's own flags and their defaults (one definition: given to the other mode, a flag would be ignored).
+LATENCY_DEFAULTS = {
+    "batch_sizes": [1, 8, 32],
+    "backend": "auto",
+    "device": "auto",
+    "torch_fp16": False,
+    "bare_onnxruntime": False,
+    "include_preprocessing": False,
+    "warmup": 2,
+    "iterations": 5,
+    "rounds": 3,
+}
+CLIENTS_DEFAULTS = {"request_images": 1, "seconds": 10.0}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,45 +38,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         help=".plan / .onnx / .pt files, or served URLs (http://HOST:PORT/tagger); the first is the reference",
     )
-    parser.add_argument("--batch-sizes", type=_batch_sizes, default="1,8,32", help="comma-separated batch sizes")
-    parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="backend for every artifact")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (cuda:N for torch)")
+    parser.set_defaults(**LATENCY_DEFAULTS, **CLIENTS_DEFAULTS)
+    parser.add_argument("--batch-sizes", type=_batch_sizes, help="comma-separated batch sizes")
+    parser.add_argument("--backend", choices=("auto", *BACKENDS), help="backend for every artifact")
+    parser.add_argument("--device", help="auto, cpu or cuda (cuda:N for torch)")
     parser.add_argument("--torch-fp16", action="store_true", help="also run each .pt with FP16 autocast (CUDA)")
     parser.add_argument(
         "--bare-onnxruntime", action="store_true", help="also run each .onnx in a bare InferenceSession"
     )
     parser.add_argument("--include-preprocessing", action="store_true", help="also time JPEG files in")
     parser.add_argument("--images", type=Path, help="JPEG folder for --include-preprocessing (default: generated)")
-    parser.add_argument("--warmup", type=_count(0), default=2, help="untimed calls per candidate and batch size")
-    parser.add_argument("--iterations", type=_count(1), default=5, help="timed calls per candidate, batch, round")
-    parser.add_argument("--rounds", type=_count(1), default=3, help="interleaved rounds")
+    parser.add_argument("--warmup", type=_count(0), help="untimed calls per candidate and batch size")
+    parser.add_argument("--iterations", type=_count(1), help="timed calls per candidate, batch, round")
+    parser.add_argument("--rounds", type=_count(1), help="interleaved rounds")
     concurrent = parser.add_argument_group("concurrent clients (instead of the latency table)")
     concurrent.add_argument("--clients", type=_batch_sizes, help="comma-separated client counts, e.g. 1,8,32")
-    concurrent.add_argument("--request-images", type=_count(1), default=1, help="images per request")
-    concurrent.add_argument("--seconds", type=float, default=10.0, help="timed seconds per target and client count")
+    concurrent.add_argument("--request-images", type=_count(1), help="images per request")
+    concurrent.add_argument("--seconds", type=float, help="timed seconds per target and client count")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table as markdown")
     parser.add_argument("--force", action="store_true", help="replace existing --json/--markdown files")
 
 
-# Flags of one mode only, with their defaults: given to the other mode, they would be ignored.
-_LATENCY_ONLY = {
-    "--backend": ("backend", "auto"),
-    "--device": ("device", "auto"),
-    "--torch-fp16": ("torch_fp16", False),
-    "--bare-onnxruntime": ("bare_onnxruntime", False),
-    "--include-preprocessing": ("include_preprocessing", False),
-    "--batch-sizes": ("batch_sizes", [1, 8, 32]),
-    "--warmup": ("warmup", 2),
-    "--iterations": ("iterations", 5),
-    "--rounds": ("rounds", 3),
-}
-_CLIENTS_ONLY = {"--request-images": ("request_images", 1), "--seconds": ("seconds", 10.0)}
-
-
 def usage_problem(args: argparse.Namespace) -> str | None:
-    exclusive = _LATENCY_ONLY if args.clients is not None else _CLIENTS_ONLY
-    given = [flag for flag, (name, default) in exclusive.items() if getattr(args, name) != default]
+    exclusive = LATENCY_DEFAULTS if args.clients is not None else CLIENTS_DEFAULTS
+    given = ["--" + name.replace("_", "-") for name, default in exclusive.items() if getattr(args, name) != default]
     if given:
         mode = "with --clients" if args.clients is not None else "without --clients"
         return f"{', '.join(given)}: no effect {mode}; drop what does not apply"
