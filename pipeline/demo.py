@@ -105,6 +105,7 @@ def run_demo(output: Path = DEFAULT_OUTPUT, *, epochs: int = DEFAULT_EPOCHS) -> 
         run.step(f"{precision.upper()} graph and engine", lambda p=precision: _typed_and_engine(run, splits, p))
     run.step("parity on the held-out split", lambda: _parity(run, checkpoint, splits, reports))
     run.step("predictions", lambda: _predict(run, splits, reports))
+    run.step("offline tagging", lambda: _bulk(run, splits, output / "bulk"))
     with served(run, output / "model.onnx", image_files(splits.val_images)) as url:
         run.step("benchmark", lambda: _benchmark(run, splits, reports, url))
     write_summary(run, output / "summary.md")
@@ -264,6 +265,16 @@ def _predict(run: DemoRun, splits: Splits, reports: Path) -> str:
         ]
     write_json(reports / "predictions.json", {"artifact": str(artifact), "results": run.predictions})
     return f"{len(results)} held-out images through {artifact.name}"
+
+
+def _bulk(run: DemoRun, splits: Splits, folder: Path) -> str:
+    from runtime.bulk import bulk
+
+    summary = bulk(run.artifacts["onnx-fp32"], folder, images=splits.val_images, skip_bad=True, force=True)
+    return (
+        f"{summary.tagged} held-out images tagged into {folder.name}/ by python -m runtime bulk "
+        f"({summary.images_per_second:.0f} img/s, {summary.failed} failed)"
+    )
 
 
 def _benchmark(run: DemoRun, splits: Splits, reports: Path, url: str | None) -> str:

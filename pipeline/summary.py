@@ -110,6 +110,7 @@ def write_summary(run: DemoRun, path: Path) -> Path:
         "- `reports/parity_*.png` / `.json`: |Δp| against the reference probability, and every figure, per artifact",
         "- `reports/val_metrics.json`: the eager model's full metric table",
         "- `reports/predictions.json`, `reports/benchmark.json`, `reports/benchmark.md`",
+        "- `bulk/`: every held-out image tagged offline by `python -m runtime bulk` (shards, `run.json`; docs/bulk.md)",
         "",
     ]
     write_text(path, "\n".join(lines))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (Python >= 3.11) and installs the project with its test tools and Triton client, the
-# genuine TensorRT binding modules its tests check against, and the environment a local Triton
-# server runs its Python models in.
+# Creates .venv (Python >= 3.11) and installs the project with its test tools, the Triton client,
+# pyarrow and Ray Data (the bulk engines), the genuine TensorRT binding modules its tests check
+# against, and the environment a local Triton server runs its Python models in.
 # Idempotent: a second run only checks what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ PY
 # Ignore any local wheel folder (PIP_FIND_LINKS): a CPU-only torch found there cannot load
 # torchvision's operators; torch and torchvision must come from the registry as a pair.
 PIP_FIND_LINKS= .venv/bin/python -m pip install --quiet --upgrade pip
-PIP_FIND_LINKS= .venv/bin/python -m pip install --quiet -e ".[test,serve]"
+PIP_FIND_LINKS= .venv/bin/python -m pip install --quiet -e ".[test,serve,parquet,ray]"
 
 # The genuine TensorRT Python binding modules the tests check our TensorRT code against (small
 # wheels; without TensorRT's native libraries they import only under tests/tensorrt_api's stubs).

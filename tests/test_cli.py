@@ -23,7 +23,7 @@ COMMANDS = [
     "models.synthetic",
     "models.train",
 ]
-SUBCOMMANDS = ["runtime predict", "runtime benchmark"]
+SUBCOMMANDS = ["runtime predict", "runtime benchmark", "runtime serve", "runtime bulk"]
 
 
 @pytest.mark.parametrize("command", COMMANDS + SUBCOMMANDS)
@@ -69,8 +69,8 @@ def test_summary_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: py
     assert err.startswith("error: ") and "broken.pt" in err and "\n" not in err
 
 
-def test_errors_config_and_runtime_import_without_torch() -> None:
+def test_errors_config_and_runtime_import_without_torch_or_ray() -> None:
     core = "core.errors, core.config, core.preprocessing, core.cli, core.files, core.facts, core.manifest"
-    modules = f"{core}, runtime, runtime.commands, runtime.benchmark, runtime.onnxruntime_session"
-    code = f"import sys, {modules}; sys.exit('torch' in sys.modules)"
+    modules = f"{core}, runtime, runtime.commands, runtime.benchmark, runtime.onnxruntime_session, runtime.bulk"
+    code = f"import sys, {modules}; sys.exit('torch' in sys.modules or 'ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

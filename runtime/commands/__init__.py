@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from core import cli
 
-from . import benchmark, predict, serve
+from . import benchmark, bulk, predict, serve
 
-SUBCOMMANDS = {"predict": predict, "benchmark": benchmark, "serve": serve}
+SUBCOMMANDS = {"predict": predict, "benchmark": benchmark, "serve": serve, "bulk": bulk}
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m runtime``: exit 0 on success, 1 on a checked failure, 2 on bad usage."""
-    parser = cli.parser("python -m runtime", "Run deployment artifacts: predict, benchmark, serve.", verbose=False)
+    description = "Run deployment artifacts: predict, benchmark, serve, bulk."
+    parser = cli.parser("python -m runtime", description, verbose=False)
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     parsers = {}
     for name, module in SUBCOMMANDS.items():

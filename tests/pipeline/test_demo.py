@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import ParityError
+from core.preprocessing import image_files
 from pipeline.demo import run_demo
+from runtime.bulk import read_records
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,10 @@ def test_the_demo_writes_every_artifact_report_and_the_summary(demo_runs) -> Non
     assert len(triton) == 1
     served = "`triton/` (python twin of `model.onnx`)" in triton[0] and "| = in process |" in triton[0]
     assert served or "| – | skipped: " in triton[0]
+    # Every held-out image tagged offline, once, as in process.
+    records = list(read_records(output / "bulk"))
+    assert [Path(r["image"]).name for r in records] == [p.name for p in image_files(output / "data" / "val")]
+    assert (output / "bulk" / "complete.json").is_file() and "| offline tagging | 24 held-out images" in summary
 
 
 def test_a_second_run_reuses_what_is_still_valid(demo_runs) -> None:

@@ -1,0 +1,64 @@
+"""What an engine is handed: the shards still to tag, how to read their images, how to write their records."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..results import FailedItem, Prediction, make_prediction
+from .listing import Shard, shard_images
+from .shards import record, write_shard
+
+
+@dataclass
+class Plan:
+    """A run's pending work.
+
+    Attributes:
+        folder: The output folder.
+        listing: The run's listing file.
+        root: The folder relative image paths are read from.
+        pending: The shards not yet written, in order.
+        fmt: The shards' format.
+        skip_bad: Record an unusable image as an error instead of stopping.
+        progress: Called with each written shard's image and error counts.
+    """
+
+    folder: Path
+    listing: Path
+    root: Path
+    pending: Sequence[Shard]
+    fmt: str
+    skip_bad: bool
+    progress: Callable[[int, int], None]
+
+    def images(self, shard: Shard) -> list[str]:
+        """The images of ``shard``, as listed."""
+        return shard_images(self.listing, shard)
+
+    def path(self, image: str) -> str:
+        """Where an image, as listed, is read from."""
+        return image if os.path.isabs(image) else os.path.join(self.root, image)
+
+    def write(self, shard: Shard, images: Sequence[str], results: Sequence[Prediction | FailedItem]) -> None:
+        """Writes ``shard``'s records (one result an image, in listing order) and reports progress."""
+        write_shard(self.folder, shard.index, self.fmt, [record(i, r) for i, r in zip(images, results, strict=True)])
+        self.progress(len(images), sum(not r.ok for r in results))
+
+
+@dataclass
+class Decisions:
+    """How logits become results (the predictor's class order and thresholds), for engines that infer
+    elsewhere than the driver: the same rule as :meth:`Predictor.predict`."""
+
+    class_names: tuple[str, ...]
+    thresholds: np.ndarray
+
+    def result(self, position: int, image: str, logits: np.ndarray, error: str | None) -> Prediction | FailedItem:
+        if error is not None:
+            return FailedItem(position, image, error)
+        return make_prediction(position, image, logits, self.class_names, self.thresholds, None)
