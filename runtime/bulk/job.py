@@ -9,6 +9,7 @@ records equal an uninterrupted run's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -25,10 +26,11 @@ from ..predictor import Predictor
 from ..triton_client import is_url
 from .listing import LISTING_FILE, Shard, read_shards, write_listing
 from .local_engine import run_local
-from .plan import Decisions, Plan
-from .ray_engine import run_ray
-from .run_record import COMPLETE_FILE, RunRecord, abandon, begin, check_folder, finish
-from .shards import FORMATS, import_pyarrow, shard_counts, written_shards
+from .model import Model, driver_model
+from .plan import Plan
+from .ray_engine import ray_session, run_ray
+from .run_record import COMPLETE_FILE, RunRecord, abandon, begin, check_folder, exclusive, finish
+from .shards import FORMATS, import_pyarrow, shard_errors, written_shards
 from .sources import Source
 
 ENGINES = ("local", "ray")
@@ -92,7 +94,7 @@ def bulk(
     ``annotations`` (COCO-format, with ``images`` as its folder) into shards in ``output``.
 
     Args:
-        artifact: What :class:`Predictor` serves (a file or a served tagger's URL).
+        artifact: What :class:`Predictor` serves (a file, or for the local engine a served tagger's URL).
         output: The results folder (made if absent).
         fmt: ``jsonl`` or ``parquet`` (needs pyarrow).
         shard_size: Images a shard (the unit of work, of output and of a resume).
@@ -109,9 +111,16 @@ def bulk(
         InputFileError: The artifact, images or listing cannot be read.
         BadInputError: An image is unusable and ``skip_bad`` is False (what was done before it is written).
         MissingDependencyError: Parquet without pyarrow, or the Ray engine without Ray.
+        ServingError: The Ray cluster cannot be joined, or a Ray worker failed.
     """
     started = time.perf_counter()
-    _check_options(fmt, shard_size, engine, address, workers, gpus_per_worker)
+    problem = usage_problem(engine, address, workers, gpus_per_worker, resume=resume, force=force)
+    if problem:
+        raise ConfigError(problem)
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if not isinstance(shard_size, int) or shard_size < 1:
+        raise ConfigError(f"shard size must be a whole number of at least 1, got {shard_size!r}")
     source = Source.of(*(None if p is None else Path(p) for p in (images, listing, annotations)))
     folder = Path(output)
     check_outputs({"--output": folder}, [None if is_url(artifact) else artifact, images, source.file], force=True)
@@ -120,25 +129,26 @@ def bulk(
     if fmt == "parquet":
         import_pyarrow()
     check_folder(folder, resume=resume, force=force)
-    predictor = Predictor(
-        artifact,
-        backend,
-        device=device,
-        threshold=threshold,
-        class_thresholds=class_thresholds,
-        batch_size=batch_size,
-    )
-    try:
-        record = _run_record(artifact, predictor, source, fmt, shard_size)
+    predictor_options = {"threshold": threshold, "class_thresholds": class_thresholds, "batch_size": batch_size}
+    with contextlib.ExitStack() as stack:
+        if engine == "local":
+            predictor = stack.enter_context(Predictor(artifact, backend, device=device, **predictor_options))
+            model = Model(predictor.facts, predictor.thresholds, predictor.batch_size)
+        else:
+            stack.enter_context(ray_session(address))  # joined first: a cluster that cannot be reached ends here
+            model = driver_model(artifact, backend, **predictor_options)
+        stack.enter_context(exclusive(folder))
+        record = _run_record(artifact, model, source, fmt, shard_size, backend=backend, device=device)
         if begin(folder, record, resume=resume):
             return _finished(folder)
-        shards = _shards(folder, source, shard_size, resume)
+        shards = _shards(folder, source, shard_size, resume=resume, utf8=fmt == "parquet")
         written = written_shards(folder, fmt)
         pending = [shard for shard in shards if shard.index not in written]
+        failed = sum(shard_errors(folder, shard.index, fmt) for shard in shards if shard.index in written)
         total = sum(shard.count for shard in shards)
         done_before = total - sum(shard.count for shard in pending)
-        with tqdm(total=total, initial=done_before, desc="tagging", unit="img", disable=not progress or None) as bar:
-            failed = 0
+        shown = None if progress else True  # tqdm's disable: None shows the bar on a terminal only
+        with tqdm(total=total, initial=done_before, desc="tagging", unit="img", disable=shown) as bar:
 
             def advance(count: int, errors: int) -> None:
                 nonlocal failed
@@ -150,40 +160,56 @@ def bulk(
             plan = Plan(folder, folder / LISTING_FILE, source.root, pending, fmt, skip_bad, advance)
             if engine == "local":
                 run_local(plan, predictor)
-            else:
+            elif pending:  # a run killed after its last shard: nothing for a cluster to do
                 actor = {"artifact": str(Path(artifact).resolve()), "backend": backend, "device": device}
-                _on_ray(plan, predictor, actor, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
-    finally:
-        predictor.close()
-    summary = _summary(folder, shards, fmt, done_before, started)
-    finish(folder, {"summary": summary.to_dict()})
+                run_ray(plan, model, actor, workers=workers, gpus_per_worker=gpus_per_worker)
+        seconds = time.perf_counter() - started
+        summary = BulkSummary(
+            output=str(folder),
+            images=total,
+            tagged=total - failed,
+            failed=failed,
+            shards=len(shards),
+            done_before=done_before,
+            seconds=round(seconds, 3),
+            images_per_second=round((total - done_before) / seconds, 2),
+            output_bytes=sum(p.stat().st_size for p in folder.iterdir() if p.is_file()),
+        )
+        finish(folder, {"summary": summary.to_dict()})
     return summary
 
 
-def _on_ray(plan: Plan, predictor: Predictor, actor: dict[str, Any], **cluster: Any) -> None:
-    """Runs ``plan`` on Ray: the actors load their own predictors (``actor``: their options), the
-    driver applies this one's class order and thresholds."""
-    decisions = Decisions(predictor.class_names, predictor.thresholds)
-    facts, batch = predictor.facts, predictor.batch_size
-    predictor.close()
-    run_ray(
-        plan,
-        decisions,
-        actor | {"batch_size": batch},
-        image_size=facts.image_size,
-        preprocessing=facts.preprocessing,
-        batch_size=batch,
-        **cluster,
-    )
+def usage_problem(
+    engine: str, address: str | None, workers: int, gpus_per_worker: float, *, resume: bool, force: bool
+) -> str | None:
+    """What is wrong with a combination of options, or None (the command line refuses it as bad usage)."""
+    if resume and force:
+        return "--resume continues the run in --output and --force starts it over: give one"
+    if engine not in ENGINES:
+        return f"engine {engine!r}: choose one of {', '.join(ENGINES)}"
+    if not isinstance(workers, int) or workers < 1:
+        return f"--workers must be a whole number of at least 1, got {workers!r}"
+    if not gpus_per_worker >= 0:  # NaN too
+        return f"--gpus-per-worker cannot be negative, got {gpus_per_worker}"
+    if engine == "local" and (address or workers != 1 or gpus_per_worker):
+        return "--address, --workers and --gpus-per-worker are the Ray engine's: add --engine ray"
+    return None
 
 
-def _shards(folder: Path, source: Source, shard_size: int, resume: bool) -> list[Shard]:
-    """The run's shards: from its listing, written now unless a resume finds it (a kill may come first)."""
+def _shards(folder: Path, source: Source, shard_size: int, *, resume: bool, utf8: bool) -> list[Shard]:
+    """The run's shards: from its listing, written now unless a resume finds it (a kill may come first).
+
+    Raises:
+        InputFileError: The source names no image; or a resume finds shards but no listing (an earlier
+            run's files, not this run's).
+    """
     listing = folder / LISTING_FILE
     if resume and listing.exists():
         return read_shards(listing, shard_size)
+    if resume and any(folder.glob("part-*")):
+        raise InputFileError(f"{folder} holds shards but no {LISTING_FILE}; start over there with --force")
     try:
-        return write_listing(source.images(), listing, shard_size)
+        return write_listing(source.images(), listing, shard_size, utf8=utf8)
     except BaseException:
         if not resume:
             abandon(folder)
@@ -198,23 +224,10 @@ def _finished(folder: Path) -> BulkSummary:
         raise InputFileError(f"{folder / COMPLETE_FILE}: not a completion record of this toolkit ({exc})") from exc
 
 
-def _check_options(fmt: str, shard_size: int, engine: str, address, workers: int, gpus_per_worker: float) -> None:
-    if fmt not in FORMATS:
-        raise ConfigError(f"format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if not isinstance(shard_size, int) or shard_size < 1:
-        raise ConfigError(f"shard size must be a whole number of at least 1, got {shard_size!r}")
-    if engine not in ENGINES:
-        raise ConfigError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers must be a whole number of at least 1, got {workers!r}")
-    if gpus_per_worker < 0:
-        raise ConfigError(f"GPUs per worker cannot be negative, got {gpus_per_worker}")
-    if engine == "local" and (address or workers != 1 or gpus_per_worker):
-        raise ConfigError("address, workers and GPUs per worker are the Ray engine's: add --engine ray")
-
-
-def _run_record(artifact, predictor: Predictor, source: Source, fmt: str, shard_size: int) -> RunRecord:
-    facts = predictor.facts
+def _run_record(
+    artifact, model: Model, source: Source, fmt: str, shard_size: int, *, backend: str, device: str
+) -> RunRecord:
+    facts = model.facts
     return RunRecord(
         artifact={
             "path": str(artifact),
@@ -226,32 +239,14 @@ def _run_record(artifact, predictor: Predictor, source: Source, fmt: str, shard_
                 "max_batch": facts.max_batch,
             },
         },
-        class_names=predictor.class_names,
+        class_names=facts.class_names,
         source=source.describe(),
         settings={
             "format": fmt,
             "shard_size": shard_size,
-            "batch_size": predictor.batch_size,
-            "thresholds": [float(t) for t in predictor.thresholds],
+            "batch_size": model.batch_size,
+            "thresholds": [float(t) for t in model.thresholds],
+            "backend": backend,
+            "device": device,
         },
-    )
-
-
-def _summary(folder: Path, shards, fmt: str, done_before: int, started: float) -> BulkSummary:
-    images = failed = 0
-    for shard in shards:
-        records, errors = shard_counts(folder, shard.index, fmt)
-        images += records
-        failed += errors
-    seconds = time.perf_counter() - started
-    return BulkSummary(
-        output=str(folder),
-        images=images,
-        tagged=images - failed,
-        failed=failed,
-        shards=len(shards),
-        done_before=done_before,
-        seconds=round(seconds, 3),
-        images_per_second=round((images - done_before) / seconds, 2) if seconds > 0 else 0.0,
-        output_bytes=sum(p.stat().st_size for p in folder.iterdir() if p.is_file()),
     )

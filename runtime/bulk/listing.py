@@ -37,16 +37,24 @@ class Shard:
     offset: int
 
 
-def write_listing(images: Iterable[str], path: Path, shard_size: int) -> list[Shard]:
+def write_listing(images: Iterable[str], path: Path, shard_size: int, *, utf8: bool = False) -> list[Shard]:
     """Writes ``images`` to ``path`` (atomically) and returns its shards.
 
+    Args:
+        utf8: Refuse a name that is not valid UTF-8 (Parquet stores UTF-8 strings).
+
     Raises:
-        InputFileError: The source holds no image.
+        InputFileError: The source holds no image, or (``utf8``) a name that is not UTF-8.
     """
     shards: list[Shard] = []
     with atomic_output(path) as handle:
         offset = count = 0
         for image in images:
+            if utf8 and not _is_utf8(image):
+                raise InputFileError(
+                    f"{image!r}: a file name that is not UTF-8, which Parquet cannot store; rename it, or use "
+                    "--format jsonl (which keeps any name)"
+                )
             if count % shard_size == 0:
                 shards.append(Shard(len(shards), count, 0, offset))
             line = (json.dumps(image) + "\n").encode("ascii")  # ASCII: any file name, even not UTF-8
@@ -95,6 +103,14 @@ def shard_images(path: Path, shard: Shard) -> list[str]:
     if len(images) != shard.count or not all(isinstance(image, str) for image in images):
         raise InputFileError(f"{path}: shard {shard.index} is not what this run listed; start the run again")
     return images
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8, kept by the file system as a surrogate
+        return False
+    return True
 
 
 def _first(lines: Iterator[bytes], count: int) -> Iterator[bytes]:

@@ -7,11 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ..results import FailedItem, Prediction, make_prediction
+from ..results import FailedItem, Prediction
 from .listing import Shard, shard_images
 from .shards import record, write_shard
+
+
+def image_path(root: str, image: str) -> str:
+    """Where an image, as listed (absolute, or relative to the images root), is read from."""
+    return image if os.path.isabs(image) else os.path.join(root, image)
 
 
 @dataclass
@@ -42,23 +45,9 @@ class Plan:
 
     def path(self, image: str) -> str:
         """Where an image, as listed, is read from."""
-        return image if os.path.isabs(image) else os.path.join(self.root, image)
+        return image_path(str(self.root), image)
 
     def write(self, shard: Shard, images: Sequence[str], results: Sequence[Prediction | FailedItem]) -> None:
         """Writes ``shard``'s records (one result an image, in listing order) and reports progress."""
         write_shard(self.folder, shard.index, self.fmt, [record(i, r) for i, r in zip(images, results, strict=True)])
         self.progress(len(images), sum(not r.ok for r in results))
-
-
-@dataclass
-class Decisions:
-    """How logits become results (the predictor's class order and thresholds), for engines that infer
-    elsewhere than the driver: the same rule as :meth:`Predictor.predict`."""
-
-    class_names: tuple[str, ...]
-    thresholds: np.ndarray
-
-    def result(self, position: int, image: str, logits: np.ndarray, error: str | None) -> Prediction | FailedItem:
-        if error is not None:
-            return FailedItem(position, image, error)
-        return make_prediction(position, image, logits, self.class_names, self.thresholds, None)

@@ -3,30 +3,32 @@
 The pending shards are the dataset's rows; each becomes its images' rows (read from the listing
 at the shard's offset, so the driver never holds the image list), which CPU tasks decode and
 preprocess (the one preprocessing definition) and an actor pool infers, one :class:`Predictor` an
-actor (on its GPU where asked). Rows come back to the driver in listing order; the driver turns
-logits into records by the in-process rule and writes each shard once it is whole, so the output
+actor (on its GPU where asked). The driver places each row in its shard by its position, turns
+logits into records by the in-process rule, and writes each shard once it is whole, so the output
 and the exactly-once guarantee are the local engine's. Without an address a local cluster is
-started (bound to 127.0.0.1) and stopped; with one, the run joins that cluster, whose workers must
-have this toolkit installed and read the same paths (the images and the output folder on a shared
-file system).
+started (node address 127.0.0.1, no dashboard) and stopped; with one, the run joins that cluster,
+whose workers must have this toolkit installed and read the same paths (the images and the output
+folder on a shared file system).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-from collections.abc import Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from core.config import Preprocessing
-from core.errors import BadInputError, MissingDependencyError
+from core.errors import BadInputError, DeployError, MissingDependencyError, ServingError
 
 from ..inputs import prepare
 from ..predictor import Predictor
+from ..results import FailedItem, Prediction
 from .listing import Shard, shard_images
-from .plan import Decisions, Plan
+from .model import Model
+from .plan import Plan, image_path
 
 # A decode task's CPU share: part of its time is spent reading the file. Asking other resources than
 # the actors also keeps Ray from fusing decoding into them, which would run decoding and inference in
@@ -48,69 +50,114 @@ def import_ray():
     return ray
 
 
-def run_ray(
-    plan: Plan,
-    decisions: Decisions,
-    predictor_options: Mapping[str, Any],
-    *,
-    image_size: int,
-    preprocessing: Preprocessing,
-    batch_size: int,
-    address: str | None,
-    workers: int,
-    gpus_per_worker: float,
-) -> None:
-    """Tags every pending shard of ``plan`` on a Ray cluster (a local one without ``address``).
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Joins the cluster at ``address``, or starts a local one, for the run; leaves it afterwards. A
+    session the caller had already opened is used as it is, and left open.
+
+    Raises:
+        ServingError: The cluster cannot be joined or started.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, **quiet)
+    except (ConnectionError, RuntimeError, TimeoutError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise ServingError(f"cannot join {where}: {exc}; check --address (or drop it to start one here)") from exc
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_ray(plan: Plan, model: Model, actor: dict[str, Any], *, workers: int, gpus_per_worker: float) -> None:
+    """Tags every pending shard of ``plan`` in the current Ray session (:func:`ray_session`).
+
+    ``actor``: the :class:`Predictor` options of each actor (artifact, backend, device).
 
     Raises:
         BadInputError: An image is unusable and ``plan.skip_bad`` is False; the shards before it are written.
+        ServingError: A Ray worker failed (the error it raised, where it is one of this toolkit's).
     """
     ray = import_ray()
-    connected = ray.is_initialized()  # the caller's own session: used as it is, and left running
-    if connected:
-        pass
-    elif address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    else:
-        ray.init(
-            _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+    from ray.exceptions import RayError
+
+    context = ray.data.DataContext.get_current()
+    saved = (
+        context.execution_options.preserve_order,
+        context.enable_progress_bars,
+        context.raise_original_map_exception,
+    )
+    context.execution_options.preserve_order = True  # rows in listing order: one shard assembled at a time
+    context.enable_progress_bars = False  # the run's own bar counts images
+    context.raise_original_map_exception = True  # a worker's own error, not Ray's wrapper of its text
+    # Ray Data logs a worker's failure with its traceback, which the run reports in one line (the logs
+    # stay in the session's ray-data log file); its progress and start lines would interleave with the bar.
+    data_logger = logging.getLogger("ray.data")
+    level = data_logger.level
+    data_logger.setLevel(logging.CRITICAL)
+    shards = [{"index": s.index, "first": s.first, "count": s.count, "offset": s.offset} for s in plan.pending]
+    facts = model.facts
+    dataset = (
+        ray.data.from_items(shards, override_num_blocks=len(shards))
+        .flat_map(_shard_rows, fn_kwargs={"listing": str(plan.listing.resolve()), "root": str(plan.root)})
+        .map_batches(
+            _decode,
+            fn_kwargs={"image_size": facts.image_size, "preprocessing": facts.preprocessing},
+            batch_size=model.batch_size,
+            batch_format="numpy",
+            num_cpus=DECODE_CPUS,
         )
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+        .map_batches(
+            _Classifier,
+            fn_constructor_kwargs={"options": actor | {"batch_size": model.batch_size}},
+            batch_size=model.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_gpus=gpus_per_worker or None,
+        )
+    )
     try:
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # rows in listing order: one shard assembled at a time
-        context.enable_progress_bars = False  # the run's own bar counts images
-        shards = [{"index": s.index, "first": s.first, "count": s.count, "offset": s.offset} for s in plan.pending]
-        dataset = (
-            ray.data.from_items(shards, override_num_blocks=len(shards))
-            .flat_map(_shard_rows, fn_kwargs={"listing": str(plan.listing.resolve()), "root": str(plan.root)})
-            .map_batches(
-                _decode,
-                fn_kwargs={"image_size": image_size, "preprocessing": preprocessing},
-                batch_size=batch_size,
-                batch_format="numpy",
-                num_cpus=DECODE_CPUS,
-            )
-            .map_batches(
-                _Classifier,
-                fn_constructor_kwargs={"options": dict(predictor_options)},
-                batch_size=batch_size,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=workers),
-                num_gpus=gpus_per_worker or None,
-            )
-        )
-        _assemble(dataset, plan, decisions)
+        _assemble(dataset, plan, model)
+    except RayError as exc:
+        raise _typed(exc) from exc
     finally:
-        if not connected:
-            ray.shutdown()
+        data_logger.setLevel(level)
+        (
+            context.execution_options.preserve_order,
+            context.enable_progress_bars,
+            context.raise_original_map_exception,
+        ) = saved
 
 
-def _assemble(dataset, plan: Plan, decisions: Decisions) -> None:
-    """Collects the rows into shards and writes each as soon as it is whole."""
+def _typed(error: Exception) -> DeployError:
+    """The toolkit's own error a Ray worker raised, or a :class:`ServingError` that names the failure."""
+    from ray.exceptions import RayError
+
+    seen = error
+    while seen is not None:
+        if isinstance(seen, DeployError) and not isinstance(seen, RayError):  # Ray's copy names its traceback
+            if seen.args and isinstance(seen.args[0], str):  # Ray Data appends its retry advice on new lines
+                seen.args = (seen.args[0].split("\n", 1)[0], *seen.args[1:])
+            return seen
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    summary = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return ServingError(f"a Ray worker failed: {summary[:500]}; the shards written so far are kept (--resume)")
+
+
+def _assemble(dataset, plan: Plan, model: Model) -> None:
+    """Places the rows into their shards (by position) and writes each shard once it is whole."""
     pending = {shard.index: shard for shard in plan.pending}
-    images: dict[int, list[str]] = {}
-    results: dict[int, list] = {}
+    images: dict[int, list[str | None]] = {}
+    results: dict[int, list[Prediction | FailedItem | None]] = {}
+    filled: dict[int, int] = {}
     for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
         for index, position, image, logits, error in zip(
             batch["shard"], batch["position"], batch["image"], batch["logits"], batch["error"], strict=True
@@ -123,11 +170,14 @@ def _assemble(dataset, plan: Plan, decisions: Decisions) -> None:
                     f"{error}. The shards before it are written: replace the file and --resume, or --resume "
                     "--skip-bad to record it as an error and go on",
                 )
-            images.setdefault(shard.index, []).append(str(image))
-            results.setdefault(shard.index, []).append(
-                decisions.result(int(position), str(image), logits, str(error) or None)
+            slot = int(position) - shard.first
+            images.setdefault(shard.index, [None] * shard.count)[slot] = str(image)
+            results.setdefault(shard.index, [None] * shard.count)[slot] = model.result(
+                int(position), str(image), logits, str(error) or None
             )
-            if len(images[shard.index]) == shard.count:
+            filled[shard.index] = filled.get(shard.index, 0) + 1
+            if filled[shard.index] == shard.count:
+                del filled[shard.index]
                 plan.write(shard, images.pop(shard.index), results.pop(shard.index))
 
 
@@ -135,12 +185,7 @@ def _shard_rows(row: dict[str, Any], listing: str, root: str) -> list[dict[str, 
     """A shard's images as rows (runs on a worker)."""
     shard = Shard(row["index"], row["first"], row["count"], row["offset"])
     return [
-        {
-            "shard": shard.index,
-            "position": shard.first + offset,
-            "image": image,
-            "path": image if os.path.isabs(image) else os.path.join(root, image),
-        }
+        {"shard": shard.index, "position": shard.first + offset, "image": image, "path": image_path(root, image)}
         for offset, image in enumerate(shard_images(listing, shard))
     ]
 
@@ -155,22 +200,25 @@ def _decode(batch: dict[str, np.ndarray], image_size: int, preprocessing: Prepro
             errors.append("")
         except BadInputError as exc:
             errors.append(exc.problem)
-    return {
-        "shard": batch["shard"],
-        "position": batch["position"],
-        "image": batch["image"],
-        "pixels": pixels,
-        "error": np.array(errors, dtype=object),
-    }
+    kept = {key: batch[key] for key in ("shard", "position", "image")}
+    return kept | {"pixels": pixels, "error": np.array(errors, dtype=object)}
 
 
 class _Classifier:
-    """One actor's :class:`Predictor`: logits of the usable rows of each batch."""
+    """One actor's :class:`Predictor`: logits of the usable rows of each batch. An artifact the actor
+    cannot load fails its first batch with the toolkit's own error (Ray reports a failed constructor
+    as a dead actor, without the error's type)."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        self.predictor = Predictor(**options)
+        self.failure: DeployError | None = None
+        try:
+            self.predictor = Predictor(**options)
+        except DeployError as exc:
+            self.failure = exc
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.failure is not None:
+            raise self.failure
         usable = np.array([not error for error in batch["error"]], dtype=bool)
         logits = np.zeros((len(usable), len(self.predictor.class_names)), dtype=np.float32)
         if usable.any():

@@ -8,8 +8,11 @@ with its counts.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +24,12 @@ from .listing import LISTING_FILE
 
 RUN_FILE = "run.json"
 COMPLETE_FILE = "complete.json"
+LOCK_FILE = ".lock"
 FORMAT_VERSION = 1
 # What a run owns in its output folder (all that --force removes).
 _TEMPORARY = re.compile(r"\.(.+)\.[0-9]+@.+")
 _OWNED = re.compile(
-    "|".join([r"part-[0-9]{6}\.(jsonl|parquet)", *map(re.escape, (RUN_FILE, COMPLETE_FILE, LISTING_FILE))])
+    "|".join([r"part-[0-9]{6,}\.(jsonl|parquet)", *map(re.escape, (RUN_FILE, COMPLETE_FILE, LISTING_FILE))])
 )
 
 
@@ -69,20 +73,22 @@ def check_folder(folder: Path, *, resume: bool, force: bool) -> None:
     """What the flags say about ``folder`` holds, checked before any work (nothing is written).
 
     A new run needs an empty or absent folder, or ``force`` over one that holds only a run's files;
-    a resume needs a run there.
+    a resume needs a run there. Hidden files (a writer's temporary files, the lock) do not count.
 
     Raises:
         ConfigError: It does not, with what to do.
     """
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--output {folder} is a file; name a folder")
-    entries = list(folder.iterdir()) if folder.exists() else []
-    has_run = (folder / RUN_FILE).exists()
+    try:
+        entries = [e.name for e in folder.iterdir() if not e.name.startswith(".")] if folder.exists() else []
+    except OSError as exc:
+        raise ConfigError(f"cannot read --output {folder}: {exc.strerror}; choose a folder you can write") from exc
     if resume:
-        if not has_run:
+        if RUN_FILE not in entries:
             raise ConfigError(f"--resume: {folder} holds no run ({RUN_FILE} is missing); drop --resume to start one")
         return
-    foreign = sorted(e.name for e in entries if not (_OWNED.fullmatch(e.name) or e.name.startswith(".")))
+    foreign = sorted(name for name in entries if not _OWNED.fullmatch(name))
     if foreign:
         raise ConfigError(
             f"--output {folder} holds files no bulk run wrote ({', '.join(foreign[:3])}); name another --output"
@@ -91,11 +97,33 @@ def check_folder(folder: Path, *, resume: bool, force: bool) -> None:
         raise ConfigError(f"--output {folder} holds a run; pass --resume to continue it, --force to start over")
 
 
-def begin(folder: Path, record: RunRecord, *, resume: bool) -> bool:
-    """Starts the run in ``folder`` (checked by :func:`check_folder`); returns whether it is already complete.
+@contextlib.contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Holds ``folder``'s lock for the run: two runs writing one folder would mix their shards.
 
-    A new run first removes what an earlier run wrote there (``--force``) and records itself; a resume
-    must be the recorded run, and clears what dead writers left.
+    Raises:
+        ConfigError: Another process holds it, or the folder cannot be made or written.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 (held open for the whole run)
+    except OSError as exc:
+        raise ConfigError(f"cannot write into --output {folder}: {exc.strerror}; choose a writable folder") from exc
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ConfigError(f"another bulk run writes {folder}; wait for it, or write to another --output") from exc
+        yield
+
+
+def begin(folder: Path, record: RunRecord, *, resume: bool) -> bool:
+    """Starts the run in ``folder`` (checked by :func:`check_folder`, locked by :func:`exclusive`);
+    returns whether it is already complete.
+
+    A new run first removes what an earlier run wrote there (``--force``): its record first, so that a
+    kill meanwhile leaves no run to resume. A resume must be the recorded run, and clears what dead
+    writers left.
 
     Raises:
         ConfigError: A resume names another artifact, source or settings than the recorded run.
@@ -110,7 +138,8 @@ def begin(folder: Path, record: RunRecord, *, resume: bool) -> bool:
             )
         _sweep(folder)
         return (folder / COMPLETE_FILE).exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RUN_FILE).unlink(missing_ok=True)
+    (folder / COMPLETE_FILE).unlink(missing_ok=True)
     for entry in folder.iterdir():
         if _OWNED.fullmatch(entry.name):
             entry.unlink()

@@ -20,7 +20,7 @@ from core.files import atomic_output
 from ..results import FailedItem, Prediction
 
 FORMATS = ("jsonl", "parquet")
-_NAME = re.compile(r"part-([0-9]{6})\.(jsonl|parquet)")
+_NAME = re.compile(r"part-([0-9]{6,})\.(jsonl|parquet)")
 Record = dict[str, Any]
 
 
@@ -36,7 +36,7 @@ def record(image: str, result: Prediction | FailedItem) -> Record:
 
 
 def write_shard(folder: Path, index: int, fmt: str, records: Sequence[Record]) -> Path:
-    """Writes shard ``index`` atomically (replacing nothing: a shard is written once).
+    """Writes shard ``index`` atomically (a shard of an earlier, forced-over run is replaced).
 
     Raises:
         OutputError: The disk is full; nothing is left of the shard.
@@ -57,16 +57,17 @@ def written_shards(folder: Path, fmt: str) -> set[int]:
     return {int(match.group(1)) for match in found if match and match.group(2) == fmt}
 
 
-def shard_counts(folder: Path, index: int, fmt: str) -> tuple[int, int]:
-    """A written shard's record and error counts (without parsing every record)."""
-    path = folder / shard_name(index, fmt)
+def shard_errors(folder: Path, index: int, fmt: str) -> int:
+    """How many of a written shard's records are errors.
+
+    Raises:
+        InputFileError: The shard is unreadable.
+    """
     if fmt == "jsonl":
-        data = path.read_bytes()
-        # The key is never inside a JSON string: a quote there is escaped.
-        return data.count(b"\n"), data.count(b', "error": ')
+        return sum("error" in record for record in _jsonl(folder / shard_name(index, fmt)))
     _, parquet = import_pyarrow()
-    errors = parquet.read_table(path, columns=["error"]).column("error")
-    return len(errors), len(errors) - errors.null_count
+    errors = parquet.read_table(folder / shard_name(index, fmt), columns=["error"]).column("error")
+    return len(errors) - errors.null_count
 
 
 def read_records(folder: str | Path) -> Iterator[Record]:
@@ -76,18 +77,22 @@ def read_records(folder: str | Path) -> Iterator[Record]:
         InputFileError: A shard is unreadable.
         MissingDependencyError: Parquet shards without pyarrow.
     """
-    folder = Path(folder)
-    for path in sorted(p for p in folder.iterdir() if _NAME.fullmatch(p.name)):
+    found = ((_NAME.fullmatch(p.name), p) for p in Path(folder).iterdir())
+    for _, path in sorted((int(match.group(1)), path) for match, path in found if match):
         if path.suffix == ".jsonl":
-            try:
-                with open(path, encoding="ascii") as handle:
-                    yield from (json.loads(line) for line in handle)
-            except (OSError, ValueError) as exc:
-                raise InputFileError(f"{path}: not a readable shard ({exc})") from exc
+            yield from _jsonl(path)
             continue
         _, parquet = import_pyarrow()
         for row in parquet.read_table(path).to_pylist():
             yield {key: value for key, value in row.items() if value is not None}
+
+
+def _jsonl(path: Path) -> Iterator[Record]:
+    try:
+        with open(path, encoding="ascii") as handle:
+            yield from (json.loads(line) for line in handle)
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{path}: not a readable shard ({exc})") from exc
 
 
 def import_pyarrow():

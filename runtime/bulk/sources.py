@@ -1,7 +1,8 @@
 """Where a bulk run's images come from, in one deterministic order, read lazily.
 
 A folder is walked recursively, each level sorted by name (files and folders together), following
-no symlinked folder (no cycles); only the entries of the folder being read are held in memory.
+no symlinked folder (no cycles); what is held in memory is the sorted entries of the folders on the
+way down to the one being read, never the whole tree.
 A list file names one image a line; COCO-format annotations name theirs in ``images[].file_name``.
 Each image is yielded as listed: relative to the images root where it is under it.
 """
@@ -86,7 +87,6 @@ def _walk(folder: Path, prefix: str) -> Iterator[str]:
             yield from _walk(Path(entry.path), name + "/")
         elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
             yield name
-    del entries
 
 
 def _lines(file: Path) -> Iterator[str]:

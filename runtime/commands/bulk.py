@@ -9,6 +9,7 @@ from pathlib import Path
 from ..backends import BACKENDS
 from ..bulk import ENGINES, FORMATS, bulk
 from ..bulk.job import DEFAULT_SHARD_SIZE
+from ..bulk.job import usage_problem as options_problem
 
 DESCRIPTION = "Tag a whole folder, list or dataset of images into result shards, exactly once."
 
@@ -38,11 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def usage_problem(args: argparse.Namespace) -> str | None:
-    if args.resume and args.force:
-        return "--resume continues the run in --output and --force starts it over: give one"
-    if args.engine == "local" and (args.address or args.workers != 1 or args.gpus_per_worker):
-        return "--address, --workers and --gpus-per-worker are the Ray engine's: add --engine ray"
-    return None
+    engine = (args.engine, args.address, args.workers, args.gpus_per_worker)
+    return options_problem(*engine, resume=args.resume, force=args.force)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -68,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
         class_thresholds=args.class_thresholds,
         batch_size=args.batch_size,
     )
-    resumed = f" ({summary.done_before:,} tagged before the resume)" if summary.done_before else ""
+    resumed = f" ({summary.done_before:,} done before the resume)" if summary.done_before else ""
     print(
         f"{summary.images:,} images: {summary.tagged:,} tagged, {summary.failed:,} failed{resumed}\n"
         f"{summary.seconds:.1f} s, {summary.images_per_second:.1f} images/s\n"

@@ -1,5 +1,5 @@
 """``python -m runtime bulk --engine ray`` on a local Ray cluster: the local engine's records, from scratch
-and resuming a run another engine began, and nothing left running.
+and resuming a run another engine began (or one with nothing left to tag), and nothing left running.
 
 Ray 2.60's core servers listen on every interface whatever address they are given, so the cluster
 runs in a network namespace of its own (``unshare --net``), where the only interface is loopback.
@@ -97,11 +97,33 @@ def test_the_ray_engine_writes_the_local_records_and_resumes_a_local_run(
     assert scratch.returncode == 0, scratch.stderr[-3000:]
     assert "25 images: 24 tagged, 1 failed" in scratch.stdout
     same_records(tmp_path / "ray", local)
+    (tmp_path / "ray" / "complete.json").unlink()  # killed after its last shard: nothing left to tag
+    finishing = ray_bulk(ray_home, fp32_graph, *common, "--output", tmp_path / "ray", "--skip-bad", "--resume")
+    assert finishing.returncode == 0 and "(25 done before the resume)" in finishing.stdout, finishing.stderr[-3000:]
+    assert (tmp_path / "ray" / "complete.json").is_file()
 
     begun = tmp_path / "begun"  # stops at the truncated image (image 24, shard 4) with shards 0-3 written
     assert runtime_main(["bulk", str(fp32_graph), *map(str, common), "--output", str(begun)]) == 1
     assert len(list(begun.glob("part-*"))) == 4
     resumed = ray_bulk(ray_home, fp32_graph, *common, "--output", begun, "--resume", "--skip-bad")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "(20 tagged before the resume)" in resumed.stdout
+    assert "(20 done before the resume)" in resumed.stdout
     same_records(begun, local)
+
+
+@pytest.mark.skipif(ISOLATION is not None, reason=str(ISOLATION))
+def test_an_actor_that_cannot_load_the_artifact_is_a_typed_error(
+    fp32_graph: Path, demo_data: Path, tmp_path: Path, ray_home: Path
+) -> None:
+    # The driver reads the graph on the CPU; the actors are asked for CUDA, which this machine lacks.
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the actors would load the graph")
+    out = tmp_path / "o"
+    failed = ray_bulk(ray_home, fp32_graph, "--images", demo_data / "val", "--output", out, "--device", "cuda")
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "CUDA" in last and "Traceback" not in failed.stderr
+    assert not list(out.glob("part-*")) and not (out / "complete.json").exists()
