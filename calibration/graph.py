@@ -1,4 +1,5 @@
-"""The quantization step: ONNX Runtime's ``quantize_static`` with TensorRT's rules and Q/DQ placement, then checks."""
+"""The quantization step: ONNX Runtime's ``quantize_static``, for TensorRT (its rules and Q/DQ placement) or
+for ONNX Runtime on x86 CPUs (U8S8 Q/DQ), then checks."""
 
 from __future__ import annotations
 
@@ -109,50 +110,105 @@ def quantize_graph(
         preprocessing=facts.config.preprocessing,
         batch_size=batch_size,
     )
-    logger.info("quantizing %s (%s, %d images)", source.name, calibration.method, len(dataset.files))
+    what = (source.name, calibration.target, calibration.method, len(dataset.files))
+    logger.info("quantizing %s for %s (%s, %d images)", *what)
+    # Read before quantizing: for a large graph ONNX Runtime moves the proto's weights to a temporary file.
+    mask = mask_of_graph(graph, facts.mask_sha256, len(facts.class_names))
+    common = {
+        "calibrate_method": METHODS[method],
+        "calibration_cache_path": str(ranges_file),
+        "nodes_to_exclude": head_nodes(graph),
+        "per_channel": True,
+        "weight_type": QuantType.QInt8,
+    }
+    # One batch per collection pass (bounded memory, equal shapes within a pass).
+    calibrator = {"CalibStridedMinMax": 1, "CalibPercentile": percentile}
     chatter = io.StringIO()  # the histogram calibrators print to stdout
     with contextlib.redirect_stdout(chatter), _without_preprocessing_advice():
-        quantize_static(
-            graph,  # a ModelProto: a path would make ONNX Runtime write <source>-inferred.onnx beside the source
-            str(output),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS),
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=head_nodes(graph),
-            calibrate_method=METHODS[method],
-            calibration_cache_path=str(ranges_file),
-            extra_options={
-                "ActivationSymmetric": True,
-                "WeightSymmetric": True,
-                "CalibTensorRangeSymmetric": True,
-                "QuantizeBias": False,
-                "DedicatedQDQPair": True,
-                "OpTypesToExcludeOutputQuantization": list(UNQUANTIZED_OUTPUTS),
-                # MaxPool is otherwise quantized only when its input already is, which no Relu is now.
-                "ForceQuantizeNoInputCheck": True,
-                # One batch per collection pass: bounded memory, and equal shapes within a pass.
-                "CalibStridedMinMax": 1,
-                "CalibPercentile": percentile,
-            },
-        )
+        if calibration.target == "cpu":
+            # ONNX Runtime's own x86 recipe: its default operator set, uint8 activations at their own
+            # zero points, symmetric int8 weights, in Q/DQ form, which ONNX Runtime fuses into its
+            # integer kernels when it loads the graph (measured faster than QOperator: docs/calibration.md).
+            quantize_static(
+                graph,  # a ModelProto: a path would make ONNX Runtime write <source>-inferred.onnx beside the source
+                str(output),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, **calibrator},
+                **common,
+            )
+        else:
+            quantize_static(
+                graph,
+                str(output),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                activation_type=QuantType.QInt8,
+                extra_options={
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    "CalibTensorRangeSymmetric": True,
+                    "QuantizeBias": False,
+                    "DedicatedQDQPair": True,
+                    "OpTypesToExcludeOutputQuantization": list(UNQUANTIZED_OUTPUTS),
+                    # MaxPool is otherwise quantized only when its input already is, which no Relu is now.
+                    "ForceQuantizeNoInputCheck": True,
+                    **calibrator,
+                },
+                **common,
+            )
     logger.debug("quantizer output:\n%s", chatter.getvalue())
     used = json.loads(ranges_file.read_text())
     ranges_file.unlink()
 
     quantized = onnx.load(str(output))
-    _unquantize_main_branches(quantized, head_nodes(quantized))
-    count = check_int8_graph(quantized)
+    if calibration.target == "cpu":
+        count = check_cpu_int8_graph(quantized, head_nodes(quantized))
+    else:
+        _unquantize_main_branches(quantized, head_nodes(quantized))
+        count = check_int8_graph(quantized)
     quantized = check_model(quantized)
-    mask = mask_of_graph(graph, facts.mask_sha256, len(facts.class_names))
     find_mask_constant(quantized, mask, facts.config.mask_mode)
     facts = facts.made_into("int8", source.name, sha256_file(source), calibration)
     write_metadata(quantized, facts)
     onnx.save(quantized, str(output))
-    logger.info("INT8 graph: %d Q/DQ nodes, all symmetric INT8; head left in FP32", count)
+    logger.info("INT8 graph for %s: %d quantized nodes; head left in FP32", calibration.target, count)
     return used, facts
+
+
+def check_cpu_int8_graph(model: onnx.ModelProto, head: list[str]) -> int:
+    """The checks of a cpu-target graph: every convolution reads uint8 activations and int8 weights
+    through DequantizeLinear (the U8S8 pattern ONNX Runtime fuses into its integer kernels), and the
+    head (``head``: its node names) holds no Q/DQ node. Returns the number of Q/DQ nodes.
+
+    Raises:
+        ExportError: A check fails.
+    """
+    constants = {init.name: init for init in model.graph.initializer}
+    producer = {output: node for node in model.graph.node for output in node.output}
+
+    def zero_point_type(tensor: str) -> int | None:
+        node = producer.get(tensor)
+        if node is None or node.op_type != "DequantizeLinear" or len(node.input) < 3:
+            return None
+        zero = constants.get(node.input[2])
+        return None if zero is None else zero.data_type
+
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    if not convs:
+        raise ExportError("the cpu-target graph has no convolution")
+    for node in convs:
+        if zero_point_type(node.input[0]) != onnx.TensorProto.UINT8:
+            raise ExportError(f"{node.name}: its input is not uint8 Q/DQ (ONNX Runtime's x86 kernels run U8S8)")
+        if zero_point_type(node.input[1]) != onnx.TensorProto.INT8:
+            raise ExportError(f"{node.name}: its weights are not int8 Q/DQ")
+    qdq = [node for node in model.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    in_head = sorted({node.name for node in qdq} & set(head))
+    if in_head:
+        raise ExportError(f"the head must stay FP32; quantized there: {', '.join(in_head[:3])}")
+    return len(qdq)
 
 
 def _unquantize_main_branches(model: onnx.ModelProto, head: list[str]) -> None:

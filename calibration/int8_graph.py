@@ -1,4 +1,5 @@
-"""The INT8 graph an INT8 engine is built from, made from the FP32 graph or reused.
+"""The INT8 graphs, made from the FP32 graph or reused: the one an INT8 engine is built from, and the one
+for ONNX Runtime on x86 CPUs.
 
 ``export.typed_graph`` takes or makes the FP32 and FP16 graphs; the INT8 graph needs calibration
 images, so it is made here (by :func:`~calibration.quantize.quantize_int8`) under the same reuse rule:
@@ -54,20 +55,54 @@ def int8_graph(
     _, facts = read_graph(source, weights=False)
     if facts.precision == "int8":
         return source
+    target = typed_graph_path(plan, "int8")
+    return _made_or_reused(source, target, calibration, "tensorrt", tolerance_overrides, force)
+
+
+def cpu_int8_graph(
+    source: Path,
+    output: Path,
+    calibration: Calibration,
+    *,
+    tolerance_overrides: dict[str, float] | None = None,
+    force: bool = False,
+) -> Path:
+    """The INT8 graph for ONNX Runtime on x86 CPUs (``--target cpu``) at ``output``, made from the FP32
+    ``source`` or reused by the same rule as :func:`int8_graph`.
+
+    Raises:
+        As :func:`int8_graph`.
+    """
+    return _made_or_reused(source, output, calibration, "cpu", tolerance_overrides, force)
+
+
+def _made_or_reused(
+    source: Path,
+    target: Path,
+    calibration: Calibration,
+    int8_target: str,
+    tolerance_overrides: dict[str, float] | None,
+    force: bool,
+) -> Path:
+    _, facts = read_graph(source, weights=False)
     if facts.precision != "fp32":
         raise ConfigError(f"{source} is the {facts.precision} graph; an INT8 graph is made from the FP32 graph")
-    target = typed_graph_path(plan, "int8")
     if target.exists():  # hashing the calibration images is worth it only when a graph may be reused
         chosen = calibration_set(calibration.data, facts.class_names, annotations=calibration.annotations)
         wanted = {
             "source_onnx_sha256": sha256_file(source),
             "precision": "int8",
             "calibration": CalibrationFacts(
-                method_spec(calibration.method, DEFAULT_PERCENTILE), len(chosen.files), chosen.fingerprint()
+                method_spec(calibration.method, DEFAULT_PERCENTILE),
+                len(chosen.files),
+                chosen.fingerprint(),
+                int8_target,
             ),
         }
         limits = dataclasses.asdict(tolerances("int8", tolerance_overrides))
         if reuse(target, source, wanted, limits, force=force):
+            if int8_target != "tensorrt":
+                return target
             try:
                 check_int8_file(target, fix="pass --force to remake it")
             except StaleArtifactError:
@@ -83,6 +118,7 @@ def int8_graph(
             annotations=calibration.annotations,
             method=calibration.method,
             tolerance_overrides=tolerance_overrides,
+            target=int8_target,
             recalibrate=force,
             force=True,
         )

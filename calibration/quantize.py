@@ -1,6 +1,14 @@
-"""``python -m calibration.quantize``: the FP32 graph → a symmetric INT8 Q/DQ graph, checked and gated.
+"""``python -m calibration.quantize``: the FP32 graph → an INT8 graph, checked and gated.
 
-Quantization is ONNX Runtime's ``quantize_static`` in QDQ format, shaped for TensorRT:
+Two targets. ``--target tensorrt`` (the default) writes the graph a TensorRT INT8 engine is built from;
+``--target cpu`` writes the graph ONNX Runtime runs fastest on x86 CPUs: ONNX Runtime's own recipe,
+uint8 activations with zero points and symmetric int8 weights per channel (U8S8), in Q/DQ form (which
+ONNX Runtime fuses into QLinearConv and its kin when it loads the graph; measured faster than the
+QOperator form), the head FP32 as for TensorRT. The x86 kernels (VNNI, or AVX2 pairs) want U8S8;
+TensorRT wants S8S8 with zero points 0. Both are calibrated, cached and gated alike; the facts
+record the target, and ``export.build_engine`` refuses a cpu-target graph.
+
+For TensorRT, quantization is ONNX Runtime's ``quantize_static`` in QDQ format, shaped for TensorRT:
 QInt8 activations and weights, symmetric (zero point 0), weights per output channel, biases left
 in FP32 (``QuantizeBias`` off) and one Q/DQ pair per consumer (``DedicatedQDQPair``). Q/DQ pairs sit
 where TensorRT's explicit-quantization guidance puts them: on every Conv's input (and its weights),
@@ -24,7 +32,7 @@ from pathlib import Path
 
 from core import cli
 from core.errors import ConfigError
-from core.facts import CalibrationFacts
+from core.facts import INT8_TARGETS, CalibrationFacts
 from core.files import check_outputs, sha256_file, staging_folder
 from core.manifest import manifest_path, publish, write_manifest
 from export.parity import add_tolerance_option, tolerances
@@ -53,6 +61,13 @@ class QuantizeResult:
     calibration: CalibrationSet
     gate: GateOutcome
     seconds: float
+
+
+def range_spec(method: str, percentile: float, target: str) -> str:
+    """What a range cache is keyed on besides the model and images: the method, and for the cpu target
+    (asymmetric ranges, where TensorRT's are symmetric) the target."""
+    spec = method_spec(method, percentile)
+    return spec if target == "tensorrt" else f"{spec}, target {target}"
 
 
 def method_spec(method: str, percentile: float) -> str:
@@ -84,9 +99,10 @@ def quantize_int8(
     gate_annotations: str | os.PathLike | None = None,
     gate_max_images: int = DEFAULT_GATE_IMAGES,
     tolerance_overrides: dict[str, float] | None = None,
+    target: str = "tensorrt",
     force: bool = False,
 ) -> QuantizeResult:
-    """Calibrates, quantizes, checks and gates; see the module docstring.
+    """Calibrates, quantizes for ``target`` (``tensorrt`` or ``cpu``), checks and gates; see the module docstring.
 
     Raises:
         ConfigError: Bad arguments, an existing output without ``force``, a source that is not the
@@ -99,6 +115,8 @@ def quantize_int8(
     started = time.perf_counter()
     source, output = Path(source), Path(output)
     spec = method_spec(method, percentile)
+    if target not in INT8_TARGETS:
+        raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(INT8_TARGETS)}")
     _check_arguments(source, output, batch_size, gate_max_images, force)
     inputs = [source, data, annotations, gate_images, gate_annotations, checkpoint]
     check_outputs({"--output": output, "--cache": cache}, inputs, force=True)  # existing outputs: above
@@ -116,7 +134,7 @@ def quantize_int8(
     for warning in warnings:
         logger.warning("%s", warning)
     cache = Path(cache) if cache is not None else default_cache(output, method)
-    key = RangeKey(sha256_file(source), dataset.fingerprint(), spec)
+    key = RangeKey(sha256_file(source), dataset.fingerprint(), range_spec(method, percentile, target))
     ranges = None if recalibrate or not cache.exists() else read_ranges(cache, key)
     if ranges is not None:
         logger.info("reusing activation ranges from %s", cache)
@@ -133,7 +151,7 @@ def quantize_int8(
             percentile=percentile,
             batch_size=batch_size,
             ranges=ranges,
-            calibration=CalibrationFacts(spec, len(dataset.files), key.files_sha256),
+            calibration=CalibrationFacts(spec, len(dataset.files), key.files_sha256, target),
         )
         if ranges is None:
             import onnxruntime
@@ -193,11 +211,17 @@ def _coverage_table(dataset: CalibrationSet) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m calibration.quantize``: exit 1 when a check or the int8 gate fails."""
-    parser = cli.parser("python -m calibration.quantize", "Calibrate and quantize an FP32 graph to INT8 Q/DQ.")
+    parser = cli.parser("python -m calibration.quantize", "Calibrate and quantize an FP32 graph to INT8.")
     parser.add_argument("source", type=Path, help="the FP32 graph written by export.to_onnx")
     parser.add_argument("--data", type=Path, required=True, help="calibration image folder")
     parser.add_argument("--annotations", type=Path, help="COCO instances JSON of --data: labels for class coverage")
     parser.add_argument("--output", type=Path, required=True, help="INT8 graph to write (.onnx)")
+    parser.add_argument(
+        "--target",
+        choices=INT8_TARGETS,
+        default="tensorrt",
+        help="tensorrt: symmetric Q/DQ for a TensorRT engine; cpu: U8S8 for ONNX Runtime on x86",
+    )
     parser.add_argument("--method", choices=sorted(METHODS), default="minmax", help="activation range method")
     parser.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE, help="percentile method's cut")
     parser.add_argument("--max-images", type=int, help="calibrate on at most this many images (evenly spaced)")
@@ -237,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 gate_annotations=args.gate_annotations,
                 gate_max_images=args.gate_max_images,
                 tolerance_overrides=parse_tolerances(args.tolerance),
+                target=args.target,
                 force=args.force,
             )
         except GateError as exc:

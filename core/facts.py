@@ -31,6 +31,8 @@ FORMAT_VERSION = 2
 UNKNOWN_PLATFORM = "unknown"
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 HARDWARE_COMPAT: tuple[str, ...] = ("none", "ampere+")
+# What an INT8 graph is quantized for: TensorRT (symmetric S8S8 Q/DQ) or ONNX Runtime on x86 CPUs (U8S8).
+INT8_TARGETS: tuple[str, ...] = ("tensorrt", "cpu")
 # Config values every artifact also records at the top level, for readers without this toolkit.
 _CONFIG_ECHOES = ("image_size", "decision_threshold", "mask_mode", "mask_threshold")
 # Facts whose values are text: ONNX metadata holds them as they are, everything else as JSON.
@@ -47,6 +49,7 @@ _TEXT_FACTS = frozenset(
         "hardware_compat",
         "build_command",
         "facts_sha256",
+        "int8_target",
     }
 )
 
@@ -130,11 +133,18 @@ class CalibrationFacts:
         method: The method with its parameters, e.g. ``minmax`` or ``percentile(99.999)``.
         images: Number of calibration images.
         files_sha256: Fingerprint of the calibration files (names and contents).
+        target: What the graph is quantized for (:data:`INT8_TARGETS`): ``tensorrt`` (symmetric INT8,
+            the graph an engine is built from) or ``cpu`` (ONNX Runtime's U8S8 on x86).
     """
 
     method: str
     images: int
     files_sha256: str
+    target: str = "tensorrt"
+
+    def __post_init__(self) -> None:
+        if self.target not in INT8_TARGETS:
+            raise ConfigError(f"INT8 target {self.target!r} is none of {', '.join(INT8_TARGETS)}")
 
 
 @dataclass(frozen=True)
@@ -302,7 +312,10 @@ class ArtifactFacts:
         if self.source_onnx is not None:
             data |= {"source_onnx": self.source_onnx, "source_onnx_sha256": self.source_onnx_sha256}
         if self.calibration is not None:
-            data["calibration"] = dataclasses.asdict(self.calibration)
+            calibration = dataclasses.asdict(self.calibration)
+            # A key of its own, so that graphs written before targets existed keep their digest (tensorrt).
+            data["int8_target"] = calibration.pop("target")
+            data["calibration"] = calibration
         if self.engine is not None:
             engine = self.engine
             data |= {
@@ -358,7 +371,7 @@ class ArtifactFacts:
                 output_name=text(data["output"]["name"]),
                 source_onnx=text(data["source_onnx"]) if "source_onnx" in data else None,
                 source_onnx_sha256=text(data["source_onnx_sha256"]) if "source_onnx" in data else None,
-                calibration=_calibration(data["calibration"]) if "calibration" in data else None,
+                calibration=_calibration(data) if "calibration" in data else None,
                 engine=_engine(data) if "tensorrt_version" in data else None,
             )
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
@@ -391,7 +404,13 @@ class ArtifactFacts:
 
 
 def _calibration(data: Mapping[str, Any]) -> CalibrationFacts:
-    return CalibrationFacts(text(data["method"]), whole(data["images"]), text(data["files_sha256"]))
+    calibration = data["calibration"]
+    return CalibrationFacts(
+        text(calibration["method"]),
+        whole(calibration["images"]),
+        text(calibration["files_sha256"]),
+        text(data.get("int8_target", "tensorrt")),
+    )
 
 
 def _engine(data: Mapping[str, Any]) -> EngineFacts:

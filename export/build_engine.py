@@ -23,7 +23,7 @@ from pathlib import Path
 
 from core import cli
 from core.errors import ConfigError, InputFileError, MissingDependencyError
-from core.facts import HARDWARE_COMPAT, PRECISIONS, EngineFacts
+from core.facts import HARDWARE_COMPAT, PRECISIONS, ArtifactFacts, EngineFacts
 from core.files import check_outputs, read_json, sha256_file, staging_folder, write_bytes, write_json
 from core.manifest import manifest_path, publish, write_manifest
 from runtime.plan_rules import timing_cache_problem
@@ -151,10 +151,12 @@ def build_engine(
         raise ConfigError(
             f"--tolerance applies to a graph made here; {source} is {precision} already and taken as it is"
         )
+    _refuse_cpu_target(source, source_facts)
     graph_path = typed_graph(source, precision, output, tolerance_overrides=tolerance_overrides, force=force)
+    facts = source_facts if graph_path == source else read_graph(graph_path, weights=False)[1]
+    _refuse_cpu_target(graph_path, facts)
     if precision == "int8":
         check_int8_file(graph_path, fix="remake it with python -m calibration.quantize (with --force)")
-    facts = source_facts if graph_path == source else read_graph(graph_path, weights=False)[1]
     flags = {
         "workspace": workspace_mib,
         "builder-opt-level": optimization_level,
@@ -222,6 +224,20 @@ def build_engine(
     if cache_path is not None and built.timing_cache is not None:
         save_timing_cache(cache_path, built.timing_cache, machine)
     return EngineResult(output, manifest, graph_path, time.perf_counter() - started)
+
+
+def _refuse_cpu_target(graph: Path, facts: ArtifactFacts) -> None:
+    """An INT8 graph quantized for ONNX Runtime on CPUs is no engine's source.
+
+    Raises:
+        ConfigError: It is one, with what to build from instead.
+    """
+    if facts.calibration is not None and facts.calibration.target != "tensorrt":
+        raise ConfigError(
+            f"{graph} is quantized for ONNX Runtime on x86 CPUs (--target {facts.calibration.target}: uint8 "
+            "activations with zero points), and TensorRT needs symmetric INT8; build from the FP32 graph, or "
+            "quantize it for TensorRT with python -m calibration.quantize --target tensorrt"
+        )
 
 
 def _check_arguments(output: Path, precision: str, workspace: int, compat: str, level: int, force: bool) -> None:

@@ -20,6 +20,7 @@ from calibration.reader import BatchReader
 from core.errors import ConfigError, ExportError, InputFileError, ParityError, StaleArtifactError
 from core.files import sha256_file
 from core.manifest import manifest_path, read_manifest
+from export import build_engine as build_engine_cli
 from export import check_parity as check_parity_cli
 from export.fp16 import head_nodes
 from export.metadata import graph_precision
@@ -362,3 +363,55 @@ def test_quantization_never_writes_beside_the_source(
     before = sorted(fp32_graph.parent.iterdir())
     _quantize(fp32_graph, demo_data, tmp_path / "model.int8.onnx", max_images=16)
     assert sorted(fp32_graph.parent.iterdir()) == before
+
+
+@pytest.fixture(scope="module")
+def int8_cpu(fp32_graph: Path, demo_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    output = tmp_path_factory.mktemp("int8cpu") / "model.int8-cpu.onnx"
+    held_out = {"gate_images": demo_data / "val", "gate_annotations": demo_data / "instances_val.json"}
+    return _quantize(fp32_graph, demo_data, output, target="cpu", **held_out)
+
+
+def test_the_cpu_target_is_u8s8_with_an_fp32_head_and_passes_its_gate(int8_cpu, int8, fp32_graph: Path) -> None:
+    source, graph = onnx.load(str(fp32_graph)), onnx.load(str(int8_cpu.path))
+    producer = {output: node for node in graph.graph.node for output in node.output}
+    convs = [node for node in graph.graph.node if node.op_type == "Conv"]
+    assert len(convs) == sum(node.op_type == "Conv" for node in source.graph.node) and convs
+    activations = []
+    for node in convs:  # uint8 activations at their own zero points, int8 weights, through DequantizeLinear
+        x, w = producer[node.input[0]], producer[node.input[1]]
+        assert x.op_type == w.op_type == "DequantizeLinear"
+        activations.append(_zero_point(graph.graph, x))
+        assert activations[-1].dtype == np.uint8 and _zero_point(graph.graph, w).dtype == np.int8
+    assert any((zero != 0).any() for zero in activations)  # asymmetric: zero points of their own
+    head = {node.name: node.op_type for node in source.graph.node if node.name in set(head_nodes(source))}
+    assert {node.name: node.op_type for node in graph.graph.node if node.name in head} == head  # FP32, untouched
+
+    facts = facts_of(int8_cpu.path)
+    assert facts.calibration.target == "cpu" and facts_of(int8.path).calibration.target == "tensorrt"
+    manifest = read_manifest(int8_cpu.path)
+    assert manifest.gate_passed() and manifest.parity["figures"]["map_drop"] <= 1.0
+    assert int8_cpu.path.stat().st_size < fp32_graph.stat().st_size / 3
+
+
+def test_the_two_targets_never_share_a_range_cache(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "ranges.json"
+    _quantize(fp32_graph, demo_data, tmp_path / "trt.onnx", cache=cache, max_images=8)
+    with pytest.raises(StaleArtifactError, match="computed for another"):
+        _quantize(fp32_graph, demo_data, tmp_path / "cpu.onnx", cache=cache, max_images=8, target="cpu")
+
+
+def test_an_engine_is_never_built_from_a_cpu_target_graph(int8_cpu, tmp_path: Path, capsys) -> None:
+    argv = [str(int8_cpu.path), "--output", str(tmp_path / "model.plan"), "--precision", "int8"]
+    assert build_engine_cli.main(argv) == 1
+    error = capsys.readouterr().err
+    assert "TensorRT needs symmetric INT8" in error and "--target tensorrt" in error
+    assert not (tmp_path / "model.plan").exists()
+
+
+def test_the_cli_takes_a_target(fp32_graph: Path, demo_data: Path, tmp_path: Path, capsys) -> None:
+    output = tmp_path / "model.int8-cpu.onnx"
+    argv = [str(fp32_graph), "--data", str(demo_data / "train"), "--output", str(output), "--target", "cpu"]
+    limits = [f"--tolerance={name}={value}" for name, value in FIXTURE_INT8_LIMITS.items()]
+    assert quantize_cli.main([*argv, "--max-images", "16", *limits]) == 0
+    assert facts_of(output).calibration.target == "cpu" and "INT8" in capsys.readouterr().out

@@ -37,6 +37,7 @@ def test_the_demo_writes_every_artifact_report_and_the_summary(demo_runs) -> Non
     assert "| torch (eager) | fp32 | `best.pt` |" in summary
     assert "| ONNX Runtime | fp32 | `model.onnx` |" in summary and "| ONNX Runtime | fp16 |" in summary
     assert "| ONNX Runtime | int8 |" in summary  # written and gated, or listed with the gate's failure
+    assert "| ONNX Runtime | int8-cpu |" in summary  # the U8S8 graph for CPUs, likewise
     for precision in ("fp16", "int8"):  # the demo's plans are model.<precision>.plan
         if (output / f"model.{precision}.plan").exists():
             assert f"| TensorRT | {precision} | `model.{precision}.plan` |" in summary
