@@ -1,7 +1,8 @@
 """The activation-range cache: ranges computed once, reused only for the same model, images and method.
 
-The file is JSON: a key (the source graph's sha256, the calibration set's fingerprint and the
-method with its parameters) and the ranges in ONNX Runtime's own calibration-cache form
+The file is JSON: a key (the source graph's sha256, the calibration set's fingerprint, the
+method with its parameters and the INT8 target: symmetric ranges for TensorRT, asymmetric for the
+CPU) and the ranges in ONNX Runtime's own calibration-cache form
 (``TensorsData.to_dict``), which ``quantize_static`` reads back. A cache whose key differs from the
 request is refused, never used: ranges of another model or another image set quantize silently
 wrong.
@@ -29,9 +30,15 @@ class RangeKey:
     model_sha256: str
     files_sha256: str
     method: str
+    target: str = "tensorrt"  # caches written before targets hold TensorRT's ranges
 
 
-_WHAT = {"model_sha256": "source graph", "files_sha256": "calibration file list", "method": "calibration method"}
+_WHAT = {
+    "model_sha256": "source graph",
+    "files_sha256": "calibration file list",
+    "method": "calibration method",
+    "target": "INT8 target",
+}
 
 
 def read_ranges(path: str | os.PathLike, key: RangeKey) -> dict[str, Any]:
@@ -39,7 +46,7 @@ def read_ranges(path: str | os.PathLike, key: RangeKey) -> dict[str, Any]:
 
     Raises:
         InputFileError: The file is not a range cache.
-        StaleArtifactError: It was computed for another model, file list or method.
+        StaleArtifactError: It was computed for another model, file list, method or target.
     """
     path = Path(path)
     try:
@@ -55,7 +62,8 @@ def read_ranges(path: str | os.PathLike, key: RangeKey) -> dict[str, Any]:
     if differs:
         raise StaleArtifactError(
             f"the range cache {path} was computed for another {', '.join(differs)} "
-            f"(cached method {stored.method!r}, requested {key.method!r}); pass --recalibrate to recompute and "
+            f"(cached {stored.method!r} for {stored.target}, requested {key.method!r} for {key.target}); pass "
+            "--recalibrate to recompute and "
             "replace it, or --cache to name another file"
         )
     return ranges

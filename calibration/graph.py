@@ -15,7 +15,7 @@ from typing import Any
 import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from core.errors import ConfigError, ExportError
+from core.errors import ConfigError, ExportError, StaleArtifactError
 from core.facts import ArtifactFacts, CalibrationFacts
 from core.files import sha256_file
 from export.fp16 import head_nodes
@@ -97,8 +97,9 @@ def quantize_graph(
     cache hit) no image is read; otherwise the ranges are computed here.
 
     Raises:
-        ExportError: The result breaks a TensorRT rule or a structural check, or a backbone Add is
-            not a ResNet residual Add (the Q/DQ placement needs one).
+        ExportError: The result breaks a rule of its target (TensorRT's, or :func:`check_cpu_int8_graph`)
+            or a structural check, or a backbone Add is not a ResNet residual Add (TensorRT's Q/DQ
+            placement needs one).
     """
     ranges_file = output.with_name(output.name + ".ranges.json")  # ONNX Runtime's own cache format
     if ranges is not None:
@@ -112,7 +113,8 @@ def quantize_graph(
     )
     what = (source.name, calibration.target, calibration.method, len(dataset.files))
     logger.info("quantizing %s for %s (%s, %d images)", *what)
-    # Read before quantizing: for a large graph ONNX Runtime moves the proto's weights to a temporary file.
+    # Read before quantizing: computing ranges, quantize_static saves the proto it is given with external
+    # data, which moves every initializer of 1 KiB or more out of it into a folder it then deletes.
     mask = mask_of_graph(graph, facts.mask_sha256, len(facts.class_names))
     common = {
         "calibrate_method": METHODS[method],
@@ -174,20 +176,26 @@ def quantize_graph(
     facts = facts.made_into("int8", source.name, sha256_file(source), calibration)
     write_metadata(quantized, facts)
     onnx.save(quantized, str(output))
-    logger.info("INT8 graph for %s: %d quantized nodes; head left in FP32", calibration.target, count)
+    logger.info("INT8 graph for %s: %d Q/DQ nodes; head left in FP32", calibration.target, count)
     return used, facts
 
 
 def check_cpu_int8_graph(model: onnx.ModelProto, head: list[str]) -> int:
     """The checks of a cpu-target graph: every convolution reads uint8 activations and int8 weights
-    through DequantizeLinear (the U8S8 pattern ONNX Runtime fuses into its integer kernels), and the
-    head (``head``: its node names) holds no Q/DQ node. Returns the number of Q/DQ nodes.
+    through DequantizeLinear and writes only to a QuantizeLinear (the pattern ONNX Runtime fuses into
+    a QLinearConv), and the head (``head``: its node names, the global max pool first) is FP32: no
+    Q/DQ node in it, and none feeding it but the backbone's last activation. Returns the number of
+    Q/DQ nodes.
 
     Raises:
         ExportError: A check fails.
     """
     constants = {init.name: init for init in model.graph.initializer}
     producer = {output: node for node in model.graph.node for output in node.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
 
     def zero_point_type(tensor: str) -> int | None:
         node = producer.get(tensor)
@@ -204,11 +212,32 @@ def check_cpu_int8_graph(model: onnx.ModelProto, head: list[str]) -> int:
             raise ExportError(f"{node.name}: its input is not uint8 Q/DQ (ONNX Runtime's x86 kernels run U8S8)")
         if zero_point_type(node.input[1]) != onnx.TensorProto.INT8:
             raise ExportError(f"{node.name}: its weights are not int8 Q/DQ")
+        if any(reader.op_type != "QuantizeLinear" for reader in readers.get(node.output[0], [])):
+            raise ExportError(f"{node.name}: its output is not quantized, so ONNX Runtime would run it in float")
     qdq = [node for node in model.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    in_head = sorted({node.name for node in qdq} & set(head))
-    if in_head:
-        raise ExportError(f"the head must stay FP32; quantized there: {', '.join(in_head[:3])}")
+    names = set(head)
+    in_head = sorted({node.name for node in qdq} & names)
+    fed = sorted(
+        node.name
+        for node in model.graph.node
+        if node.name in names and node.name != head[0] and any(zero_point_type(name) is not None for name in node.input)
+    )
+    if in_head or fed:
+        raise ExportError(f"the head must stay FP32; quantized there: {', '.join((in_head + fed)[:3])}")
     return len(qdq)
+
+
+def check_cpu_int8_file(path: Path, *, fix: str) -> None:
+    """:func:`check_cpu_int8_graph` on a graph file (one left by an earlier run, before it is reused).
+
+    Raises:
+        StaleArtifactError: It breaks a rule; ``fix`` says what to do.
+    """
+    model = onnx.load(str(path), load_external_data=False)
+    try:
+        check_cpu_int8_graph(model, head_nodes(model))
+    except ExportError as exc:
+        raise StaleArtifactError(f"{path} is not a valid cpu-target INT8 graph: {exc}; {fix}") from exc
 
 
 def _unquantize_main_branches(model: onnx.ModelProto, head: list[str]) -> None:

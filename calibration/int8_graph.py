@@ -22,6 +22,7 @@ from export.qdq_checks import check_int8_file
 from export.typed_graph import reuse, typed_graph_path
 
 from .data import calibration_set
+from .graph import check_cpu_int8_file
 from .quantize import DEFAULT_PERCENTILE, method_spec, quantize_int8
 
 
@@ -54,6 +55,11 @@ def int8_graph(
     """
     _, facts = read_graph(source, weights=False)
     if facts.precision == "int8":
+        if facts.calibration is not None and facts.calibration.target != "tensorrt":
+            raise ConfigError(
+                f"{source} is quantized for ONNX Runtime on CPUs (--target {facts.calibration.target}); an engine is "
+                "built from the FP32 graph's TensorRT INT8 graph (--target tensorrt)"
+            )
         return source
     target = typed_graph_path(plan, "int8")
     return _made_or_reused(source, target, calibration, "tensorrt", tolerance_overrides, force)
@@ -101,10 +107,9 @@ def _made_or_reused(
         }
         limits = dataclasses.asdict(tolerances("int8", tolerance_overrides))
         if reuse(target, source, wanted, limits, force=force):
-            if int8_target != "tensorrt":
-                return target
+            check = check_int8_file if int8_target == "tensorrt" else check_cpu_int8_file
             try:
-                check_int8_file(target, fix="pass --force to remake it")
+                check(target, fix="pass --force to remake it")
             except StaleArtifactError:
                 if not force:
                     raise

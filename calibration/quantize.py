@@ -63,13 +63,6 @@ class QuantizeResult:
     seconds: float
 
 
-def range_spec(method: str, percentile: float, target: str) -> str:
-    """What a range cache is keyed on besides the model and images: the method, and for the cpu target
-    (asymmetric ranges, where TensorRT's are symmetric) the target."""
-    spec = method_spec(method, percentile)
-    return spec if target == "tensorrt" else f"{spec}, target {target}"
-
-
 def method_spec(method: str, percentile: float) -> str:
     """The method with the parameters its ranges depend on, e.g. ``percentile(99.999)``."""
     if method not in METHODS:
@@ -134,7 +127,7 @@ def quantize_int8(
     for warning in warnings:
         logger.warning("%s", warning)
     cache = Path(cache) if cache is not None else default_cache(output, method)
-    key = RangeKey(sha256_file(source), dataset.fingerprint(), range_spec(method, percentile, target))
+    key = RangeKey(sha256_file(source), dataset.fingerprint(), spec, target)
     ranges = None if recalibrate or not cache.exists() else read_ranges(cache, key)
     if ranges is not None:
         logger.info("reusing activation ranges from %s", cache)

@@ -313,9 +313,10 @@ class ArtifactFacts:
             data |= {"source_onnx": self.source_onnx, "source_onnx_sha256": self.source_onnx_sha256}
         if self.calibration is not None:
             calibration = dataclasses.asdict(self.calibration)
-            # A key of its own, so that graphs written before targets existed keep their digest (tensorrt).
-            data["int8_target"] = calibration.pop("target")
+            target = calibration.pop("target")
             data["calibration"] = calibration
+            if target != "tensorrt":  # TensorRT graphs keep the facts they had before targets: older readers agree
+                data["int8_target"] = target
         if self.engine is not None:
             engine = self.engine
             data |= {

@@ -146,15 +146,14 @@ def build_engine(
             "--builder-opt-level 0 neither reads nor updates a timing cache; drop --timing-cache, or choose level 1-5"
         )
     _, source_facts = read_graph(source, weights=False)
+    _refuse_cpu_target(source, source_facts)
     profile = batch_profile(source_facts.max_batch, min_batch, opt_batch, max_batch)
     if tolerance_overrides and source_facts.precision == precision:
         raise ConfigError(
             f"--tolerance applies to a graph made here; {source} is {precision} already and taken as it is"
         )
-    _refuse_cpu_target(source, source_facts)
     graph_path = typed_graph(source, precision, output, tolerance_overrides=tolerance_overrides, force=force)
     facts = source_facts if graph_path == source else read_graph(graph_path, weights=False)[1]
-    _refuse_cpu_target(graph_path, facts)
     if precision == "int8":
         check_int8_file(graph_path, fix="remake it with python -m calibration.quantize (with --force)")
     flags = {
@@ -233,10 +232,12 @@ def _refuse_cpu_target(graph: Path, facts: ArtifactFacts) -> None:
         ConfigError: It is one, with what to build from instead.
     """
     if facts.calibration is not None and facts.calibration.target != "tensorrt":
+        fp32 = graph.parent / (facts.source_onnx or "model.onnx")
         raise ConfigError(
             f"{graph} is quantized for ONNX Runtime on x86 CPUs (--target {facts.calibration.target}: uint8 "
-            "activations with zero points), and TensorRT needs symmetric INT8; build from the FP32 graph, or "
-            "quantize it for TensorRT with python -m calibration.quantize --target tensorrt"
+            "activations with zero points), and TensorRT needs symmetric INT8; quantize its FP32 graph for "
+            f"TensorRT (python -m calibration.quantize {fp32} --data DIR --output M.int8.onnx --target tensorrt) "
+            "and build from that"
         )
 
 

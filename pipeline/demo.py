@@ -236,13 +236,14 @@ def _cpu_int8(run: DemoRun, splits: Splits) -> str:
 
     graph = run.output / "model.int8-cpu.onnx"
     calibration = Calibration(splits.train_images, splits.train_annotations)
+    before = graph.stat().st_mtime_ns if graph.exists() else None
     try:
         cpu_int8_graph(run.artifacts["onnx-fp32"], graph, calibration, force=True)
     except DeployError as exc:  # nothing was written; the summary shows why
         run.failed["onnx-int8-cpu"] = str(exc)
         return f"failed: {exc}"
     run.artifacts["onnx-int8-cpu"] = graph
-    return f"{graph.name} ready (gated)"
+    return f"reused {graph.name}" if graph.stat().st_mtime_ns == before else f"{graph.name} ready (gated)"
 
 
 def _parity(run: DemoRun, checkpoint: Path, splits: Splits, reports: Path) -> str:

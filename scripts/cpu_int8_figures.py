@@ -53,8 +53,9 @@ def bare_formats(source: Path, data: Path, folder: Path, rounds: int) -> dict[st
     from export.metadata import read_graph
 
     paths = {"fp32": source}
+    _, facts = read_graph(source, weights=False)
     for fmt in (QuantFormat.QOperator, QuantFormat.QDQ):
-        model, facts = read_graph(source)
+        model, _ = read_graph(source)
         reader = BatchReader(
             calibration_set(data, facts.class_names),
             input_name=facts.input_name,
@@ -78,7 +79,8 @@ def bare_formats(source: Path, data: Path, folder: Path, rounds: int) -> dict[st
     sessions = {
         name: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for name, path in paths.items()
     }
-    feed = {"images": np.random.default_rng(0).standard_normal((8, 3, facts.image_size, facts.image_size), np.float32)}
+    shape = (8, 3, facts.image_size, facts.image_size)
+    feed = {facts.input_name: np.random.default_rng(0).standard_normal(shape, np.float32)}
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for session in sessions.values():
         session.run(None, feed)
@@ -92,7 +94,9 @@ def bare_formats(source: Path, data: Path, folder: Path, rounds: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, help="folder for the graphs and images (default: temporary)")
+    parser.add_argument(
+        "--work", type=Path, help="folder for the graphs and images (default: temporary); what is there is reused"
+    )
     parser.add_argument("--backbone", default="resnet101")
     parser.add_argument("--image-size", type=int, default=448)
     parser.add_argument("--rounds", type=int, default=3)

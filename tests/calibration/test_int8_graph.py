@@ -1,5 +1,5 @@
-"""The INT8 graph an INT8 engine is built from: made from the FP32 graph, reused only when made from
-this source with this calibration and these limits."""
+"""The INT8 graphs (the one an INT8 engine is built from, and the cpu target's): made from the FP32
+graph, reused only when made from this source with this calibration, target and these limits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calibration.int8_graph import Calibration, int8_graph
+from calibration.int8_graph import Calibration, cpu_int8_graph, int8_graph
 from core.errors import ConfigError, StaleArtifactError
 from core.files import sha256_file
 from core.manifest import read_manifest, write_manifest
@@ -100,3 +100,25 @@ def test_an_int8_graph_with_the_old_qdq_placement_is_neither_reused_nor_built(
         build_engine(made, tmp_path / "model.int8.plan", precision="int8")
     int8_graph(fp32_graph, plan, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS, force=True)
     check_int8_file(made, fix="")  # remade with the placement TensorRT fuses
+
+
+def test_the_cpu_graph_is_reused_by_the_same_rule_and_never_taken_for_an_engine(
+    fp32_graph: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    calibration = Calibration(demo_data / "train", demo_data / "instances_train.json")
+    target = tmp_path / "model.int8-cpu.onnx"
+    made = cpu_int8_graph(fp32_graph, target, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    assert made == target and facts_of(made).calibration.target == "cpu"
+    written = made.stat().st_mtime_ns
+    assert cpu_int8_graph(fp32_graph, target, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS) == made
+    assert made.stat().st_mtime_ns == written  # reused, not made again
+    with pytest.raises(ConfigError, match="quantized for ONNX Runtime on CPUs"):
+        int8_graph(made, tmp_path / "model.plan", calibration)
+
+    trt = int8_graph(fp32_graph, tmp_path / "model.plan", calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    shutil.copy(trt, target)  # the TensorRT graph where the cpu graph belongs
+    shutil.copy(trt.with_name(trt.name + ".json"), target.with_name(target.name + ".json"))
+    with pytest.raises(ConfigError, match="was not made from"):
+        cpu_int8_graph(fp32_graph, target, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS)
+    remade = cpu_int8_graph(fp32_graph, target, calibration, tolerance_overrides=FIXTURE_INT8_LIMITS, force=True)
+    assert facts_of(remade).calibration.target == "cpu"

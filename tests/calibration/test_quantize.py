@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from onnx import numpy_helper
 
@@ -372,7 +373,9 @@ def int8_cpu(fp32_graph: Path, demo_data: Path, tmp_path_factory: pytest.TempPat
     return _quantize(fp32_graph, demo_data, output, target="cpu", **held_out)
 
 
-def test_the_cpu_target_is_u8s8_with_an_fp32_head_and_passes_its_gate(int8_cpu, int8, fp32_graph: Path) -> None:
+def test_the_cpu_target_is_u8s8_with_an_fp32_head_and_passes_its_gate(
+    int8_cpu, int8, fp32_graph: Path, tmp_path: Path
+) -> None:
     source, graph = onnx.load(str(fp32_graph)), onnx.load(str(int8_cpu.path))
     producer = {output: node for node in graph.graph.node for output in node.output}
     convs = [node for node in graph.graph.node if node.op_type == "Conv"]
@@ -386,6 +389,12 @@ def test_the_cpu_target_is_u8s8_with_an_fp32_head_and_passes_its_gate(int8_cpu, 
     assert any((zero != 0).any() for zero in activations)  # asymmetric: zero points of their own
     head = {node.name: node.op_type for node in source.graph.node if node.name in set(head_nodes(source))}
     assert {node.name: node.op_type for node in graph.graph.node if node.name in head} == head  # FP32, untouched
+    options = onnxruntime.SessionOptions()  # what ONNX Runtime makes of it: every Conv an integer QLinearConv
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    onnxruntime.InferenceSession(str(int8_cpu.path), options, providers=["CPUExecutionProvider"])
+    optimized = [node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert optimized.count("QLinearConv") == len(convs) and "Conv" not in optimized
 
     facts = facts_of(int8_cpu.path)
     assert facts.calibration.target == "cpu" and facts_of(int8.path).calibration.target == "tensorrt"
@@ -397,7 +406,7 @@ def test_the_cpu_target_is_u8s8_with_an_fp32_head_and_passes_its_gate(int8_cpu, 
 def test_the_two_targets_never_share_a_range_cache(fp32_graph: Path, demo_data: Path, tmp_path: Path) -> None:
     cache = tmp_path / "ranges.json"
     _quantize(fp32_graph, demo_data, tmp_path / "trt.onnx", cache=cache, max_images=8)
-    with pytest.raises(StaleArtifactError, match="computed for another"):
+    with pytest.raises(StaleArtifactError, match="computed for another INT8 target"):
         _quantize(fp32_graph, demo_data, tmp_path / "cpu.onnx", cache=cache, max_images=8, target="cpu")
 
 
@@ -415,3 +424,21 @@ def test_the_cli_takes_a_target(fp32_graph: Path, demo_data: Path, tmp_path: Pat
     limits = [f"--tolerance={name}={value}" for name, value in FIXTURE_INT8_LIMITS.items()]
     assert quantize_cli.main([*argv, "--max-images", "16", *limits]) == 0
     assert facts_of(output).calibration.target == "cpu" and "INT8" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"], ids=["s8s8", "u8s8"])  # "tensorrt" would mark it
+def test_a_graph_whose_mask_is_over_a_kibibyte_quantizes(demo_data: Path, tmp_path: Path, target: str) -> None:
+    # 40 classes: a 1,600-byte mask, which ONNX Runtime moves out of the proto it quantizes.
+    torch = pytest.importorskip("torch")
+    from core.config import ModelConfig
+    from export.to_onnx import export_onnx
+    from models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    config = ModelConfig(40, backbone="resnet18", image_size=64)
+    checkpoint = save_checkpoint(build_model(config, [f"c{i}" for i in range(40)]), tmp_path / "m.pt")
+    graph = export_onnx(checkpoint, tmp_path / "m.onnx", max_batch=8, parity_samples=2).path
+    loose = {"logits_rel": 1e9, "prob_abs": 1.0, "min_cosine": -1.0, "flip_rate": 1.0, "topk_disagreement": 1.0}
+    options = {"max_images": 16, "target": target, "tolerance_overrides": loose, "gate_max_images": 8}
+    result = quantize_int8(graph, tmp_path / "m.int8.onnx", demo_data / "train", **options)
+    assert facts_of(result.path).calibration.target == target

@@ -12,7 +12,7 @@ import pytest
 
 from core.config import ModelConfig
 from core.errors import ClassNamesMismatchError, ConfigError, InputFileError
-from core.facts import ArtifactFacts, CalibrationFacts, EngineFacts, ServingFacts, digest, mask_sha256
+from core.facts import ArtifactFacts, CalibrationFacts, EngineFacts, ServingFacts, mask_sha256
 from core.manifest import manifest_path, publish, read_manifest, write_manifest
 
 NAMES = ("cat", "dog", "car")
@@ -113,16 +113,15 @@ def test_a_file_without_facts_is_named_as_foreign() -> None:
         ArtifactFacts.from_metadata([*FACTS.to_metadata().items(), ("class_names", "[cat")], "edited.onnx")
 
 
-def test_an_int8_graph_written_before_targets_reads_as_a_tensorrt_graph_and_a_changed_target_is_refused() -> None:
+def test_a_tensorrt_int8_graph_keeps_the_facts_it_had_before_targets_and_a_changed_target_is_refused() -> None:
     facts = FACTS.made_into("int8", "model.onnx", "cd" * 32, CalibrationFacts("minmax", 100, "ef" * 32))
-    earlier = facts.to_dict()
-    del earlier["int8_target"]  # what the toolkit wrote before targets, with its digest
-    earlier["facts_sha256"] = digest(earlier)
-    assert ArtifactFacts.from_dict(earlier, "old.onnx").calibration.target == "tensorrt"
+    written = facts.to_dict()
+    assert "int8_target" not in written  # what earlier versions wrote and read
+    assert ArtifactFacts.from_dict(written, "trt.onnx").calibration.target == "tensorrt"
     cpu = dataclasses.replace(facts, calibration=dataclasses.replace(facts.calibration, target="cpu")).to_dict()
     assert cpu["int8_target"] == "cpu"
     with pytest.raises(InputFileError, match="edited after they were written"):
-        ArtifactFacts.from_dict({**cpu, "int8_target": "tensorrt"}, "edited.onnx")
+        ArtifactFacts.from_dict({key: value for key, value in cpu.items() if key != "int8_target"}, "edited.onnx")
     with pytest.raises(ConfigError, match="INT8 target 'gpu' is none of tensorrt, cpu"):
         CalibrationFacts("minmax", 1, "ef" * 32, "gpu")
 

@@ -38,6 +38,8 @@ def test_the_demo_writes_every_artifact_report_and_the_summary(demo_runs) -> Non
     assert "| ONNX Runtime | fp32 | `model.onnx` |" in summary and "| ONNX Runtime | fp16 |" in summary
     assert "| ONNX Runtime | int8 |" in summary  # written and gated, or listed with the gate's failure
     assert "| ONNX Runtime | int8-cpu |" in summary  # the U8S8 graph for CPUs, likewise
+    if (output / "model.int8-cpu.onnx").exists():
+        assert "| ONNX Runtime | int8-cpu | `model.int8-cpu.onnx` |" in summary
     for precision in ("fp16", "int8"):  # the demo's plans are model.<precision>.plan
         if (output / f"model.{precision}.plan").exists():
             assert f"| TensorRT | {precision} | `model.{precision}.plan` |" in summary
@@ -57,5 +59,8 @@ def test_the_demo_writes_every_artifact_report_and_the_summary(demo_runs) -> Non
 def test_a_second_run_reuses_what_is_still_valid(demo_runs) -> None:
     output, _ = demo_runs
     summary = (output / "summary.md").read_text()  # the second run's
-    for step in ("dataset", "co-occurrence mask", "FP32 ONNX export", "training"):
+    steps = ["dataset", "co-occurrence mask", "FP32 ONNX export", "training"]
+    if (output / "model.int8-cpu.onnx").exists():  # made (its gate passed) by the first run
+        steps.append("INT8 graph for CPUs")
+    for step in steps:
         assert f"| {step} | reused" in summary, step
