@@ -24,7 +24,7 @@ from core.errors import BadInputError, ConfigError, InferenceError
 
 from .backends import make_runner
 from .inputs import describe, encoded, prepare, preprocessed_range
-from .results import FailedItem, Prediction, make_prediction, read_thresholds, threshold_vector
+from .results import FailedItem, Prediction, class_threshold_overrides, make_prediction, threshold_vector
 from .triton_client import BadImageReply, RemoteTagger, is_url
 
 # Batch used for artifacts that record no limit (eager checkpoints).
@@ -77,8 +77,7 @@ class Predictor:
         top_k = _whole(top_k, "top_k")
         batch_size = _whole(batch_size, "batch_size")
         decode_workers = _whole(decode_workers, "decode_workers")
-        if class_thresholds is not None and not isinstance(class_thresholds, Mapping):
-            class_thresholds = read_thresholds(class_thresholds)
+        class_thresholds = class_threshold_overrides(class_thresholds)
         if remote and (backend not in ("auto", "triton") or device != "auto" or fp16):
             raise ConfigError(
                 f"{artifact} is served by Triton, on the server's backend and device; drop backend, device and fp16"

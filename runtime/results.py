@@ -97,6 +97,13 @@ def read_thresholds(path: str | os.PathLike) -> dict[str, float]:
     return {str(k): float(v) for k, v in document.items()}
 
 
+def class_threshold_overrides(
+    value: Mapping[str, float] | str | os.PathLike | None,
+) -> Mapping[str, float] | None:
+    """Per-class thresholds as a caller gives them: a mapping, a JSON file of one (read here), or None."""
+    return value if value is None or isinstance(value, Mapping) else read_thresholds(value)
+
+
 def make_prediction(
     index: int,
     source: str,

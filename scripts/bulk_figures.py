@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from random_graph import random_graph  # noqa: E402  (beside this script)
 from tqdm import tqdm  # noqa: E402
 
 from runtime import Predictor  # noqa: E402
@@ -35,19 +36,6 @@ from runtime.bulk import bulk  # noqa: E402
 # A child's peak RSS: run it, then read what the kernel kept of it.
 PEAK_RSS = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
 PEAK_RSS += "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-
-
-def graph(folder: Path, backbone: str, image_size: int) -> Path:
-    import torch
-
-    from core.config import ModelConfig
-    from export.to_onnx import export_onnx
-    from models import build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(80, backbone=backbone, image_size=image_size), [f"class_{i}" for i in range(80)])
-    checkpoint = save_checkpoint(model, folder / "model.pt")
-    return export_onnx(checkpoint, folder / "model.onnx", max_batch=32).path
 
 
 def images(folder: Path, count: int) -> Path:
@@ -118,7 +106,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     small, large = map(int, args.memory_images.split(","))
     ray_counts = list(map(int, args.ray_images.split(",")))
-    artifact = work / "model.onnx" if (work / "model.onnx").exists() else graph(work, args.backbone, args.image_size)
+    artifact = work / "model.onnx"
+    if not artifact.exists():
+        artifact = random_graph(work, args.backbone, args.image_size, max_batch=32)
     pool = images(work / "images", max(large, args.throughput_images, *ray_counts))
     outputs = work / "outputs"
     shutil.rmtree(outputs, ignore_errors=True)

@@ -21,25 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+from random_graph import random_graph  # noqa: E402  (beside this script)
 from tqdm import tqdm  # noqa: E402
 
 from calibration.quantize import quantize_int8  # noqa: E402
 from runtime.benchmark import benchmark, markdown, synthetic_jpegs  # noqa: E402
 
 LOOSE = {"logits_rel": 1e9, "prob_abs": 1.0, "min_cosine": -1.0, "flip_rate": 1.0, "topk_disagreement": 1.0}
-
-
-def graph(folder: Path, backbone: str, image_size: int) -> Path:
-    import torch
-
-    from core.config import ModelConfig
-    from export.to_onnx import export_onnx
-    from models import build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(80, backbone=backbone, image_size=image_size), [f"class_{i}" for i in range(80)])
-    checkpoint = save_checkpoint(model, folder / "model.pt")
-    return export_onnx(checkpoint, folder / "model.onnx", max_batch=8, parity_samples=2).path
 
 
 def bare_formats(source: Path, data: Path, folder: Path, rounds: int) -> dict[str, float]:
@@ -103,7 +91,9 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="cpu-int8-"))
     work.mkdir(parents=True, exist_ok=True)
-    source = work / "model.onnx" if (work / "model.onnx").exists() else graph(work, args.backbone, args.image_size)
+    source = work / "model.onnx"
+    if not source.exists():
+        source = random_graph(work, args.backbone, args.image_size, max_batch=8, parity_samples=2)
     data = work / "calibration"
     if not data.is_dir():
         data.mkdir()

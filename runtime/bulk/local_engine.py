@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.errors import BadInputError
 
 from ..predictor import Predictor
-from .plan import Plan
+from .plan import Plan, stopped_by
 
 
 def run_local(plan: Plan, predictor: Predictor) -> None:
@@ -20,10 +20,5 @@ def run_local(plan: Plan, predictor: Predictor) -> None:
         try:
             results = predictor.predict([plan.path(image) for image in images], skip_bad=plan.skip_bad)
         except BadInputError as exc:
-            raise BadInputError(
-                shard.first + exc.index,
-                images[exc.index],
-                f"{exc.problem}. The shards before it are written: replace the file and --resume, or --resume "
-                "--skip-bad to record it as an error and go on",
-            ) from exc
+            raise stopped_by(shard.first + exc.index, images[exc.index], exc.problem) from exc
         plan.write(shard, images, results)

@@ -15,7 +15,7 @@ from core.facts import ServingFacts
 from ..backends import backend_for
 from ..plan_rules import check_plan_files
 from ..predictor import Predictor
-from ..results import FailedItem, Prediction, make_prediction, read_thresholds, threshold_vector
+from ..results import FailedItem, Prediction, class_threshold_overrides, make_prediction, threshold_vector
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,8 @@ def driver_model(
         with Predictor(artifact, backend, device="cpu", **options) as predictor:
             return Model(predictor.facts, predictor.thresholds, predictor.batch_size)
     facts = check_plan_files(artifact).facts.serving()
-    if class_thresholds is not None and not isinstance(class_thresholds, Mapping):
-        class_thresholds = read_thresholds(class_thresholds)
-    thresholds = threshold_vector(
-        facts.class_names, facts.decision_threshold if threshold is None else threshold, class_thresholds
-    )
+    default = facts.decision_threshold if threshold is None else threshold
+    thresholds = threshold_vector(facts.class_names, default, class_threshold_overrides(class_thresholds))
     if batch_size is not None and not 1 <= batch_size <= facts.max_batch:
         raise ConfigError(f"batch_size {batch_size}: {artifact} takes 1 to {facts.max_batch} images a call")
     return Model(facts, thresholds, batch_size or facts.max_batch)

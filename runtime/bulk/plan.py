@@ -7,9 +7,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import BadInputError
+
 from ..results import FailedItem, Prediction
 from .listing import Shard, shard_images
 from .shards import record, write_shard
+
+
+def stopped_by(position: int, image: str, problem: str) -> BadInputError:
+    """The error that stops a run (without ``--skip-bad``) at an unusable image, with what to do."""
+    return BadInputError(
+        position,
+        image,
+        f"{problem}. The shards before it are written: replace the file and --resume, or --resume --skip-bad to "
+        "record it as an error and go on",
+    )
 
 
 def image_path(root: str, image: str) -> str:

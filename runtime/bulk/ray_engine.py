@@ -28,7 +28,7 @@ from ..predictor import Predictor
 from ..results import FailedItem, Prediction
 from .listing import Shard, shard_images
 from .model import Model
-from .plan import Plan, image_path
+from .plan import Plan, image_path, stopped_by
 
 # A decode task's CPU share: part of its time is spent reading the file. Asking other resources than
 # the actors also keeps Ray from fusing decoding into them, which would run decoding and inference in
@@ -164,12 +164,7 @@ def _assemble(dataset, plan: Plan, model: Model) -> None:
         ):
             shard = pending[int(index)]
             if error and not plan.skip_bad:
-                raise BadInputError(
-                    int(position),
-                    str(image),
-                    f"{error}. The shards before it are written: replace the file and --resume, or --resume "
-                    "--skip-bad to record it as an error and go on",
-                )
+                raise stopped_by(int(position), str(image), str(error))
             slot = int(position) - shard.first
             images.setdefault(shard.index, [None] * shard.count)[slot] = str(image)
             results.setdefault(shard.index, [None] * shard.count)[slot] = model.result(
