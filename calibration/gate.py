@@ -1,8 +1,8 @@
 """The INT8 gate: the quantized graph against its reference, and its speed against the FP32 graph.
 
-Both graphs run in the runner that serves them (ONNX Runtime, on the CPU) on the same preprocessed
-images, the FP32 graph first; each is timed after one warm-up batch, so the speed ratio is measured
-side by side.
+Both graphs run in the runner that serves them (ONNX Runtime, on the CPU) on the same images (as
+their input format asks: preprocessed floats, or the resized pixels they normalise), the FP32 graph
+first; each is timed after one warm-up batch, so the speed ratio is measured side by side.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from core.facts import ArtifactFacts
-from core.preprocessing import preprocess_batch
+from core.preprocessing import resized
 from export.parity import GATE_DEVICE, GateError, ParityReport, compare, tolerances
-from export.parity_inputs import batched_logits
+from export.parity_inputs import ParityInputs, batched_logits
 from models.checkpoint import load_model
 from models.evaluation import eager_logits
 from runtime.backends import make_runner
@@ -76,14 +76,16 @@ def gate_int8(
         GateError: The INT8 graph fails the gate.
     """
     config = facts.config
-    images = preprocess_batch(gate_set.files, config.image_size, config.preprocessing)
-    fp32, fp32_speed = _timed(source, images, batch)
-    int8, int8_speed = _timed(candidate, images, batch)
+    pixels = np.stack([resized(path, config.image_size, config.preprocessing) for path in gate_set.files])
+    inputs = ParityInputs.of_pixels(pixels, config.preprocessing)
+    feed = inputs.feed(facts.input_format)
+    fp32, fp32_speed = _timed(source, feed, batch)
+    int8, int8_speed = _timed(candidate, feed, batch)
     reference, reference_name = fp32, f"the FP32 graph {source.name}"
     if checkpoint is not None:
         model = load_model(checkpoint)
         model.serving_facts.require_same_model(facts.serving(), source)
-        reference, reference_name = eager_logits(model, images), f"the eager checkpoint {Path(checkpoint).name}"
+        reference, reference_name = eager_logits(model, inputs.images), f"the eager checkpoint {Path(checkpoint).name}"
     report = compare(
         reference,
         int8,
@@ -94,7 +96,7 @@ def gate_int8(
         class_names=gate_set.class_names,
     )
     kind = "held-out" if held_out else "calibration (not held out)"
-    outcome = GateOutcome(report, reference_name, f"{len(images)} {kind} images", fp32_speed, int8_speed)
+    outcome = GateOutcome(report, reference_name, f"{len(feed)} {kind} images", fp32_speed, int8_speed)
     if not report.passed:
         raise GateError(f"{candidate.name} was not written: it fails the int8 parity gate", report)
     return outcome

@@ -22,6 +22,7 @@ from export.fp16 import head_nodes
 from export.metadata import read_graph, write_metadata
 from export.onnx_checks import check_model, find_mask_constant, mask_of_graph
 from export.qdq_checks import check_int8_graph, pair_source, producers, residual_adds
+from export.uint8_input import float_part, in_input_format
 
 from .data import CalibrationSet
 from .reader import BatchReader
@@ -94,7 +95,8 @@ def quantize_graph(
     and the graph's facts.
 
     ``graph`` and ``facts`` are what :func:`read_source` read from ``source``. With ``ranges`` (a
-    cache hit) no image is read; otherwise the ranges are computed here.
+    cache hit) no image is read; otherwise the ranges are computed here. A graph with a uint8 input is
+    quantized without its preprocessing nodes, which are put back in FP32 (``export.uint8_input``).
 
     Raises:
         ExportError: The result breaks a rule of its target (TensorRT's, or :func:`check_cpu_int8_graph`)
@@ -116,6 +118,7 @@ def quantize_graph(
     # Read before quantizing: computing ranges, quantize_static saves the proto it is given with external
     # data, which moves every initializer of 1 KiB or more out of it into a folder it then deletes.
     mask = mask_of_graph(graph, facts.mask_sha256, len(facts.class_names))
+    graph = float_part(graph, facts.input_format)
     common = {
         "calibrate_method": METHODS[method],
         "calibration_cache_path": str(ranges_file),
@@ -171,7 +174,7 @@ def quantize_graph(
     else:
         _unquantize_main_branches(quantized, head_nodes(quantized))
         count = check_int8_graph(quantized)
-    quantized = check_model(quantized)
+    quantized = check_model(in_input_format(quantized, facts.input_format, facts.config.preprocessing))
     find_mask_constant(quantized, mask, facts.config.mask_mode)
     facts = facts.made_into("int8", source.name, sha256_file(source), calibration)
     write_metadata(quantized, facts)

@@ -27,10 +27,16 @@ from .errors import ClassNamesMismatchError, ConfigError, InputFileError
 
 # 2: facts carry their digest (``facts_sha256``). A change to what ``to_dict`` writes for a key
 # already written bumps the version: the digest is checked over the keys as they were written.
-FORMAT_VERSION = 2
+# 3: the input may be uint8 pixels. Artifacts with a float32 input still write 2, so that readers of
+# version 2 read them; a uint8-input artifact writes 3, so that they refuse it instead of feeding floats.
+FORMAT_VERSION = 3
+_FLOAT_INPUT_VERSION = 2
 UNKNOWN_PLATFORM = "unknown"
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 HARDWARE_COMPAT: tuple[str, ...] = ("none", "ampere+")
+# What an artifact's image input is: preprocessed float32 [B, 3, S, S], or resized uint8 pixels
+# [B, S, S, 3] that the artifact itself scales, normalises and transposes (``export.uint8_input``).
+INPUT_FORMATS: tuple[str, ...] = ("float32", "uint8")
 # What an INT8 graph is quantized for: TensorRT (symmetric S8S8 Q/DQ) or ONNX Runtime on x86 CPUs (U8S8).
 INT8_TARGETS: tuple[str, ...] = ("tensorrt", "cpu")
 # Config values every artifact also records at the top level, for readers without this toolkit.
@@ -71,6 +77,7 @@ class ServingFacts:
         max_batch: Largest batch the artifact takes (None: no limit, an eager model).
         input_name: Name of the image input.
         output_name: Name of the logits output.
+        input_format: What the image input takes (:data:`INPUT_FORMATS`).
     """
 
     class_names: tuple[str, ...]
@@ -80,6 +87,7 @@ class ServingFacts:
     max_batch: int | None = None
     input_name: str = "images"
     output_name: str = "logits"
+    input_format: str = "float32"
 
     # What must agree between an artifact and the checkpoint it is compared with or served as.
     COMPARED = ("class_names", "image_size", "preprocessing", "decision_threshold", "mask_mode", "mask_sha256")
@@ -104,6 +112,15 @@ class ServingFacts:
     @property
     def mask_mode(self) -> str:
         return self.config.mask_mode
+
+    @property
+    def input_item_shape(self) -> tuple[int, int, int]:
+        """One image's input: [3, S, S] preprocessed floats, or [S, S, 3] resized pixels."""
+        return input_item_shape(self.input_format, self.image_size)
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.input_format == "uint8" else np.float32)
 
     def mismatches(self, other: ServingFacts) -> list[str]:
         """Names of the :data:`COMPARED` facts that differ between ``self`` and ``other``."""
@@ -194,8 +211,10 @@ class ArtifactFacts:
         source_checkpoint_sha256: That checkpoint's sha256.
         opset: ONNX opset of the export.
         exporter: Versions of the tools that exported it, as sorted (tool, version) pairs.
-        input_name: Name of the image input, [batch, 3, S, S] float32.
+        input_name: Name of the image input.
         output_name: Name of the logits output, [batch, N] float32.
+        input_format: What the image input takes (:data:`INPUT_FORMATS`): ``float32`` [batch, 3, S, S]
+            preprocessed images, or ``uint8`` [batch, S, S, 3] resized pixels.
         source_onnx: For a graph made from another graph, or a plan: the graph it was made from.
         source_onnx_sha256: That graph's sha256.
         calibration: For INT8: what its activation ranges were computed from.
@@ -217,6 +236,7 @@ class ArtifactFacts:
     min_batch: int = 1
     input_name: str = "images"
     output_name: str = "logits"
+    input_format: str = "float32"
     source_onnx: str | None = None
     source_onnx_sha256: str | None = None
     calibration: CalibrationFacts | None = None
@@ -227,6 +247,10 @@ class ArtifactFacts:
         object.__setattr__(self, "exporter", tuple(sorted(dict(self.exporter).items())))
         problems = [
             (self.precision in PRECISIONS, f"precision {self.precision!r} is none of {', '.join(PRECISIONS)}"),
+            (
+                self.input_format in INPUT_FORMATS,
+                f"input format {self.input_format!r} is none of {', '.join(INPUT_FORMATS)}",
+            ),
             (
                 len(self.class_names) == self.config.num_classes,
                 f"{len(self.class_names)} class names for a model of {self.config.num_classes} classes",
@@ -263,6 +287,7 @@ class ArtifactFacts:
             self.max_batch,
             self.input_name,
             self.output_name,
+            self.input_format,
         )
 
     def made_into(
@@ -292,12 +317,13 @@ class ArtifactFacts:
 
     def to_dict(self) -> dict[str, Any]:
         """The facts as plain data, in the layout artifacts record (config echoes included)."""
-        size, config = self.config.image_size, self.config.to_dict()
+        config = self.config.to_dict()
+        shape = ["batch", *input_item_shape(self.input_format, self.config.image_size)]
         data: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if self.input_format == "uint8" else _FLOAT_INPUT_VERSION,
             "precision": self.precision,
             "class_names": list(self.class_names),
-            "input": {"name": self.input_name, "shape": ["batch", 3, size, size], "dtype": "float32"},
+            "input": {"name": self.input_name, "shape": shape, "dtype": self.input_format},
             "output": {"name": self.output_name, "shape": ["batch", len(self.class_names)], "dtype": "float32"},
             "batch": {"min": self.min_batch, "max": self.max_batch},
             "preprocessing": config["preprocessing"],
@@ -370,6 +396,7 @@ class ArtifactFacts:
                 exporter=tuple((str(k), str(v)) for k, v in dict(data["exporter"]).items()),
                 input_name=text(data["input"]["name"]),
                 output_name=text(data["output"]["name"]),
+                input_format=_input_format(data["input"], config.image_size),
                 source_onnx=text(data["source_onnx"]) if "source_onnx" in data else None,
                 source_onnx_sha256=text(data["source_onnx_sha256"]) if "source_onnx" in data else None,
                 calibration=_calibration(data) if "calibration" in data else None,
@@ -402,6 +429,21 @@ class ArtifactFacts:
             except (json.JSONDecodeError, RecursionError) as exc:
                 raise InputFileError(f"{where}: its metadata {key!r} is not JSON; the file was edited") from exc
         return cls.from_dict(data, where)
+
+
+def input_item_shape(input_format: str, image_size: int) -> tuple[int, int, int]:
+    """One image's input in ``input_format``: [3, S, S] (float32) or [S, S, 3] (uint8)."""
+    return (image_size, image_size, 3) if input_format == "uint8" else (3, image_size, image_size)
+
+
+def _input_format(recorded: Mapping[str, Any], image_size: int) -> str:
+    """The input format the ``input`` fact records, its shape checked against it."""
+    input_format = text(recorded["dtype"])
+    if input_format in INPUT_FORMATS and json_list(recorded["shape"])[1:] != list(
+        input_item_shape(input_format, image_size)
+    ):
+        raise ValueError(f"a {input_format} input of shape {recorded['shape']!r}")
+    return input_format
 
 
 def _calibration(data: Mapping[str, Any]) -> CalibrationFacts:

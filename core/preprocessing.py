@@ -4,6 +4,10 @@ Training-time evaluation (``models.transforms``) and every runtime backend call 
 tensor a model is evaluated on is the tensor it is served on. Steps, as the model was trained
 (ML-GCN's validation transform): decode → RGB → "warp" resize to the square input size
 (bilinear, aspect ratio not kept) → scale to [0, 1] → subtract mean, divide by std → CHW float32.
+
+The steps split in two: :func:`resized` (decode and resize: uint8 HWC pixels) and :func:`normalized`
+(scale, mean/std, transpose). A graph exported with a uint8 input (``export.uint8_input``) holds the
+second half with these same constants, so its feeders stop after the first.
 """
 
 from __future__ import annotations
@@ -91,13 +95,23 @@ def _to_rgb(image: Image.Image, what: str) -> Image.Image:
     return image.convert("RGB")
 
 
-def preprocess(source: ImageSource, image_size: int, preprocessing: Preprocessing) -> np.ndarray:
-    """One image → the network's input, float32 [3, image_size, image_size]."""
+def resized(source: ImageSource, image_size: int, preprocessing: Preprocessing) -> np.ndarray:
+    """One image → its RGB pixels resized to the input size, uint8 [image_size, image_size, 3]."""
     image = load_rgb(source).resize((image_size, image_size), _RESAMPLE[preprocessing.interpolation])
-    pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def normalized(pixels: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
+    """Resized uint8 pixels [..., S, S, 3] → the network's input, float32 [..., 3, S, S]."""
+    scaled = pixels.astype(np.float32) / np.float32(255.0)
     mean = np.asarray(preprocessing.mean, dtype=np.float32)
     std = np.asarray(preprocessing.std, dtype=np.float32)
-    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+    return np.ascontiguousarray(np.moveaxis((scaled - mean) / std, -1, -3))
+
+
+def preprocess(source: ImageSource, image_size: int, preprocessing: Preprocessing) -> np.ndarray:
+    """One image → the network's input, float32 [3, image_size, image_size]."""
+    return normalized(resized(source, image_size, preprocessing), preprocessing)
 
 
 def preprocess_batch(sources: Sequence[ImageSource], image_size: int, preprocessing: Preprocessing) -> np.ndarray:

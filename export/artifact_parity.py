@@ -68,13 +68,13 @@ def check_parity(
         _, facts = read_graph(candidate, weights=False)  # refused when labelled other than its content
         expected.require_same_model(facts.serving(), candidate)
         precision = precision or facts.precision
-        logits = runner_logits(candidate, images, device=device)
+        logits = runner_logits(candidate, inputs, device=device)
     elif candidate.suffix == ".plan":
         facts = read_plan_manifest(candidate).facts
         expected.require_same_model(facts.serving(), candidate)
         precision = precision or facts.precision
         try:
-            logits = runner_logits(candidate, images, device=device)
+            logits = runner_logits(candidate, inputs, device=device)
         except MissingDependencyError as exc:
             raise MissingDependencyError(
                 f"{exc}. Without them here: write inputs with --write-inputs, run `polygraphy run M.plan --trt "
@@ -84,16 +84,19 @@ def check_parity(
     elif candidate.suffix == ".pt":
         expected.require_same_model(read_checkpoint(candidate).serving_facts, candidate)
         precision = precision or ("fp16" if fp16 else "fp32")
-        logits = runner_logits(candidate, images, device=device, fp16=fp16)
+        logits = runner_logits(candidate, inputs, device=device, fp16=fp16)
     elif candidate.suffix == ".json":
         if polygraphy_inputs is None:
             raise ConfigError("a polygraphy outputs file needs --polygraphy-inputs, the --save-inputs file of its run")
         images, logits = polygraphy_run(candidate, polygraphy_inputs)
         targets = None
-        size = model.config.image_size
-        if images.shape[1:] != (3, size, size):
+        size, preprocessing = model.config.image_size, model.config.preprocessing
+        if images.dtype == np.uint8 and images.shape[1:] == (size, size, 3):  # a uint8-input artifact's run
+            images = ParityInputs.of_pixels(images, preprocessing).images
+        elif images.shape[1:] != (3, size, size):
             raise InputFileError(
-                f"{polygraphy_inputs}: images of shape {images.shape[1:]}, the model takes (3, {size}, {size})"
+                f"{polygraphy_inputs}: images of shape {images.shape[1:]}, the model takes (3, {size}, {size}) "
+                f"floats or ({size}, {size}, 3) uint8 pixels"
             )
     else:
         raise ConfigError(f"{candidate}: a candidate is an .onnx, .plan or .pt file, or a polygraphy outputs .json")

@@ -174,7 +174,7 @@ def build_engine(
 
     settings = BuildSettings(
         input_name=facts.input_name,
-        image_size=facts.image_size,
+        item_shape=facts.serving().input_item_shape,
         min_batch=profile.min,
         opt_batch=profile.opt,
         max_batch=profile.max,

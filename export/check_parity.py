@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core import cli
+from core.facts import INPUT_FORMATS
 from core.files import check_outputs, write_json, write_text
 from models.checkpoint import load_model
 
@@ -41,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="write the report as JSON")
     parser.add_argument("--plot", type=Path, help="draw |Δprob| against the reference probability (PNG)")
     parser.add_argument("--write-inputs", type=Path, help="only write the inputs in polygraphy's format, then exit")
+    parser.add_argument(
+        "--input",
+        choices=INPUT_FORMATS,
+        default="float32",
+        help="with --write-inputs: the input format of the artifact polygraphy will run (its facts' input.dtype)",
+    )
     parser.add_argument("--force", action="store_true", help="replace existing --report/--plot/--write-inputs files")
     args = parser.parse_args(argv)
     if args.random is not None and args.random < 1:
@@ -63,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.write_inputs is not None:
             from polygraphy.json import to_json
 
-            write_text(args.write_inputs, to_json([{"images": image[None]} for image in model_inputs.images]))
+            feeds = model_inputs.feed(args.input)
+            write_text(args.write_inputs, to_json([{"images": image[None]} for image in feeds]))
             print(f"wrote {model_inputs.source} to {args.write_inputs}")
             return
         report, reference, logits = check_parity(

@@ -18,7 +18,13 @@ if TYPE_CHECKING:
 
 
 def artifact_facts(
-    model: MaskedGATClassifier, checkpoint: str | os.PathLike, *, precision: str, opset: int, max_batch: int
+    model: MaskedGATClassifier,
+    checkpoint: str | os.PathLike,
+    *,
+    precision: str,
+    opset: int,
+    max_batch: int,
+    input_format: str = "float32",
 ) -> ArtifactFacts:
     """The facts of a graph exported from ``model`` (read from ``checkpoint``)."""
     import onnxscript
@@ -30,6 +36,7 @@ def artifact_facts(
         config=model.config,
         mask_sha256=mask_sha256(model.mask.cpu().numpy()),
         max_batch=max_batch,
+        input_format=input_format,
         source_checkpoint=str(checkpoint),
         source_checkpoint_sha256=sha256_file(checkpoint),
         opset=opset,

@@ -27,10 +27,11 @@ NO_TIMING_LEVEL = 0
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """Builder settings. Batches: the one optimization profile's min/opt/max of dimension 0."""
+    """Builder settings. Batches: the one optimization profile's min/opt/max of dimension 0; ``item_shape``:
+    one image's input, [3, S, S] (float32) or [S, S, 3] (uint8 pixels)."""
 
     input_name: str
-    image_size: int
+    item_shape: tuple[int, int, int]
     min_batch: int
     opt_batch: int
     max_batch: int
@@ -84,12 +85,12 @@ def build_serialized(graph: Path, settings: BuildSettings, timing_cache: bytes) 
     if timed:
         _set_timing_cache(config, timing_cache)
     profile = created("an optimization profile", builder.create_optimization_profile)
-    size = settings.image_size
+    item = settings.item_shape
     profile.set_shape(
         settings.input_name,
-        (settings.min_batch, 3, size, size),
-        (settings.opt_batch, 3, size, size),
-        (settings.max_batch, 3, size, size),
+        (settings.min_batch, *item),
+        (settings.opt_batch, *item),
+        (settings.max_batch, *item),
     )
     config.add_optimization_profile(profile)
     config.progress_monitor = _progress_monitor(trt)

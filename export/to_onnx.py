@@ -1,7 +1,9 @@
 """``python -m export.to_onnx``: checkpoint → ONNX (FP32, or the FP16 graph), checked and gated.
 
-The graph has one input ``images`` [batch, 3, S, S] and one output ``logits`` [batch, N], the batch
-dynamic up to ``--max-batch``, the co-occurrence mask a constant. After export: ONNX's full
+The graph has one input ``images`` and one output ``logits`` [batch, N], the batch dynamic up to
+``--max-batch``, the co-occurrence mask a constant. The input is preprocessed float32 [batch, 3, S, S],
+or with ``--input uint8`` resized uint8 pixels [batch, S, S, 3] that the graph scales, normalises and
+transposes itself (``export.uint8_input``). After export: ONNX's full
 checker, strict shape inference, the mask check, metadata, and the parity gate against the eager
 model. Everything is built in a staging folder and moved into place only when all of it passed,
 so a failure leaves no artifact behind.
@@ -23,6 +25,7 @@ import torch
 
 from core import cli
 from core.errors import ConfigError, ExportError
+from core.facts import INPUT_FORMATS
 from core.facts import PRECISIONS as FACT_PRECISIONS
 from core.files import staging_folder
 from core.manifest import manifest_path, publish, write_manifest
@@ -35,6 +38,7 @@ from .metadata import artifact_facts, write_metadata
 from .onnx_checks import check_model, find_mask_constant
 from .parity import GATE_DEVICE, GateError, ParityReport, add_tolerance_option, compare, parse_tolerances, tolerances
 from .parity_inputs import batched_logits, random_inputs
+from .uint8_input import in_input_format
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ def export_onnx(
     precision: str = "fp32",
     opset: int = DEFAULT_OPSET,
     max_batch: int = DEFAULT_MAX_BATCH,
+    input_format: str = "float32",
     parity_samples: int = 8,
     tolerance_overrides: Mapping[str, float] | None = None,
     external_data: bool = False,
@@ -102,6 +107,8 @@ def export_onnx(
     started = time.perf_counter()
     output = Path(output)
     _check_arguments(output, precision, opset, max_batch, parity_samples, force)
+    if input_format not in INPUT_FORMATS:
+        raise ConfigError(f"unknown input format {input_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
     limits = tolerances(precision, tolerance_overrides)
     model = load_model(checkpoint)
     with staging_folder(output) as staging:
@@ -111,9 +118,11 @@ def export_onnx(
             from .fp16 import to_fp16
 
             graph = to_fp16(graph)
-        graph = check_model(graph)
+        graph = check_model(in_input_format(graph, input_format, model.config.preprocessing))
         find_mask_constant(graph, model.mask.cpu().numpy(), model.config.mask_mode)
-        facts = artifact_facts(model, checkpoint, precision=precision, opset=opset, max_batch=max_batch)
+        facts = artifact_facts(
+            model, checkpoint, precision=precision, opset=opset, max_batch=max_batch, input_format=input_format
+        )
         write_metadata(graph, facts)
         if graph.ByteSize() > _PROTOBUF_LIMIT and not external_data:
             raise ExportError("the graph exceeds protobuf's 2 GB limit; pass --external-data")
@@ -121,12 +130,13 @@ def export_onnx(
 
         inputs = random_inputs(model.config, parity_samples)
         reference = eager_logits(model, inputs.images)
+        feed = inputs.feed(input_format)
         # The whole set at the largest batch, then one image alone: both ends of the batch range.
         with make_runner(staged, device=GATE_DEVICE) as runner:
             full_report, single_report = (
                 compare(
                     reference[:count],
-                    batched_logits(runner, inputs.images[:count], batch),
+                    batched_logits(runner, feed[:count], batch),
                     precision=precision,
                     threshold=model.config.decision_threshold,
                     limits=limits,
@@ -173,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32, or the FP16 graph")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="largest batch the graph accepts")
+    parser.add_argument(
+        "--input",
+        choices=INPUT_FORMATS,
+        default="float32",
+        help="float32: preprocessed [B, 3, S, S]; uint8: resized pixels [B, S, S, 3], normalised in the graph",
+    )
     parser.add_argument("--parity-samples", type=int, default=8, help="random images for the parity gate")
     add_tolerance_option(parser)
     parser.add_argument("--external-data", action="store_true", help="store weights in a .data file beside the graph")
@@ -187,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 precision=args.precision,
                 opset=args.opset,
                 max_batch=args.max_batch,
+                input_format=args.input,
                 parity_samples=args.parity_samples,
                 tolerance_overrides=parse_tolerances(args.tolerance),
                 external_data=args.external_data,

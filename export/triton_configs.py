@@ -75,9 +75,11 @@ def configs(
         FACTS_PARAMETER: json.dumps(facts.to_dict(), separators=(",", ":")),
         THRESHOLDS_PARAMETER: json.dumps([round(float(t), 9) for t in thresholds]),
     }
-    size, classes = facts.image_size, len(facts.class_names)
+    classes = len(facts.class_names)
     image = _tensor(pb.ModelInput, IMAGE, pb.TYPE_STRING, [1])
-    pixels = (facts.input_name, pb.TYPE_FP32, [3, size, size])
+    # The classifier's input is what the artifact takes: preprocessed floats, or uint8 pixels it normalises.
+    pixel_type = pb.TYPE_UINT8 if facts.input_format == "uint8" else pb.TYPE_FP32
+    pixels = (facts.input_name, pixel_type, list(facts.serving().input_item_shape))
     logits = (facts.output_name, pb.TYPE_FP32, [classes])
     probabilities = _tensor(pb.ModelOutput, PROBABILITIES, pb.TYPE_FP32, [classes], label_filename=LABELS_FILE)
     labels = _tensor(pb.ModelOutput, LABELS, pb.TYPE_STRING, [1])
@@ -106,7 +108,7 @@ def configs(
     for batch in sorted({1, batching.max_batch}):
         warmup = classifier.model_warmup.add(name=f"batch_{batch}", batch_size=batch)
         warmup.inputs[facts.input_name].CopyFrom(
-            pb.ModelWarmup.Input(data_type=pb.TYPE_FP32, dims=[3, size, size], zero_data=True)
+            pb.ModelWarmup.Input(data_type=pixel_type, dims=pixels[2], zero_data=True)
         )
 
     postprocess = _model(

@@ -27,6 +27,7 @@ from .metadata import read_graph, write_metadata
 from .onnx_checks import check_model, find_mask_constant, mask_of_graph
 from .parity import GATE_DEVICE, GateError, compare, tolerances
 from .parity_inputs import random_inputs, runner_logits
+from .uint8_input import float_part, in_input_format
 
 logger = logging.getLogger(__name__)
 
@@ -112,17 +113,19 @@ def _write_fp16(
     tolerance_overrides: dict[str, float] | None,
 ) -> None:
     """FP16 graph of ``graph``, checked, gated on random images against it, then moved into place."""
-    half = check_model(to_fp16(graph))
+    # The uint8 prefix stays FP32: the float part is converted, then the prefix is put back.
+    half = to_fp16(float_part(graph, facts.input_format))
+    half = check_model(in_input_format(half, facts.input_format, facts.config.preprocessing))
     find_mask_constant(half, mask_of_graph(graph, facts.mask_sha256, len(facts.class_names)), facts.config.mask_mode)
     half_facts = facts.made_into("fp16", source.name, source_sha)
     write_metadata(half, half_facts)
     with staging_folder(target) as staging:
         staged = staging / target.name
         onnx.save(half, str(staged))
-        images = random_inputs(facts.config, 8).images
+        inputs = random_inputs(facts.config, 8)
         report = compare(
-            runner_logits(source, images, device=GATE_DEVICE),
-            runner_logits(staged, images, device=GATE_DEVICE),
+            runner_logits(source, inputs, device=GATE_DEVICE),
+            runner_logits(staged, inputs, device=GATE_DEVICE),
             precision="fp16",
             threshold=facts.config.decision_threshold,
             limits=tolerances("fp16", tolerance_overrides),

@@ -7,6 +7,7 @@ once it is entered, from the artifact's own facts.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +21,8 @@ BACKENDS = ("tensorrt", "onnxruntime", "torch")
 
 
 class Runner(Protocol):
-    """What :func:`make_runner` returns: enter it, then ``infer`` feeds of preprocessed batches."""
+    """What :func:`make_runner` returns: enter it, then ``infer`` feeds of batches in the artifact's input
+    format (``facts.input_format``)."""
 
     name: str
     device: str
@@ -31,6 +33,10 @@ class Runner(Protocol):
     def __exit__(self, *exc_info) -> None: ...
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def infer_many(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """The outputs of ``feeds`` in order; a runner may overlap one batch's copies with another's compute."""
+        ...
 
 
 def backend_for(artifact: str | os.PathLike, backend: str) -> str:

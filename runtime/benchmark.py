@@ -50,6 +50,7 @@ class Candidate:
     max_batch: int | None
     image_size: int
     mode: str = INFERENCE
+    input_format: str = "float32"  # what its arrays are: preprocessed floats, or uint8 pixels
     cuda_devices: tuple[str, ...] = ()
     samples: dict[int, Samples] = field(default_factory=dict)
 
@@ -177,6 +178,7 @@ def open_candidates(
                 precision=precision,
                 max_batch=predictor.facts.max_batch,
                 image_size=predictor.facts.image_size,
+                input_format=predictor.facts.input_format,
                 cuda_devices=(where,) if where.startswith("cuda") and artifact.suffix == ".pt" else (),
             )
             candidates.append(Candidate(label, call=predictor.logits, **common))
@@ -204,6 +206,7 @@ def _bare_session(artifact: Path, predictor: Predictor) -> Candidate:
         call=lambda images: session.run(None, {name: images}),
         max_batch=predictor.facts.max_batch,
         image_size=predictor.facts.image_size,
+        input_format=predictor.facts.input_format,
     )
 
 
@@ -231,25 +234,31 @@ def run_benchmark(
     rounds: int = 3,
 ) -> None:
     """Times every candidate at every batch size (``samples`` filled in place)."""
-    size = candidates[0].image_size
-    images = np.random.default_rng(0).standard_normal((max(batch_sizes), 3, size, size), dtype=np.float32)
+    size, most = candidates[0].image_size, max(batch_sizes)
+    rng = np.random.default_rng(0)
+    # Each artifact's arrays are what it takes: preprocessed floats, or the uint8 pixels it normalises.
+    arrays = {
+        "float32": rng.standard_normal((most, 3, size, size), dtype=np.float32),
+        "uint8": rng.integers(0, 256, (most, size, size, 3), dtype=np.uint8),
+    }
     active_at = {batch: [c for c in candidates if c.max_batch is None or batch <= c.max_batch] for batch in batch_sizes}
     total = sum(map(len, active_at.values())) * (warmup + rounds * iterations)
     with tqdm(total=total, desc="benchmark", unit="call", disable=None) as bar:
         for batch, active in active_at.items():
-            feeds = {INFERENCE: images[:batch], FILES: [files[i % len(files)] for i in range(batch)] if files else None}
-            for candidate in active:
+            paths = [files[i % len(files)] for i in range(batch)] if files else None
+            feeds = [paths if c.mode == FILES else arrays[c.input_format][:batch] for c in active]
+            for candidate, feed in zip(active, feeds, strict=True):
                 candidate.samples[batch] = Samples(batch)
                 for _ in range(warmup):
-                    candidate.call(feeds[candidate.mode])
+                    candidate.call(feed)
                     bar.update()
             for _ in range(rounds):
-                for candidate in active:
+                for candidate, feed in zip(active, feeds, strict=True):
                     samples = candidate.samples[batch]
                     with peak_memory(candidate.cuda_devices) as peak:
                         for _ in range(iterations):
                             started = time.perf_counter()
-                            candidate.call(feeds[candidate.mode])
+                            candidate.call(feed)
                             samples.seconds.append(time.perf_counter() - started)
                             bar.update()
                     samples.add_peak(peak)

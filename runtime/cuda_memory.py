@@ -1,4 +1,5 @@
-"""Device memory, streams and copies through CUDA's runtime API (cuda-python), for the TensorRT runner.
+"""Device and page-locked host memory, streams and copies through CUDA's runtime API (cuda-python), for
+the TensorRT runner.
 
 cuda-python is NVIDIA's thin binding of the CUDA runtime, the one TensorRT's own Python samples use:
 a few megabytes, where torch would bring gigabytes into ``runtime/`` for four calls.
@@ -6,6 +7,7 @@ a few megabytes, where torch would bring gigabytes into ``runtime/`` for four ca
 
 from __future__ import annotations
 
+import ctypes
 from types import ModuleType
 
 import numpy as np
@@ -47,6 +49,17 @@ class CudaRuntime:
 
     def free(self, pointer: int) -> None:
         self._check(self.api.cudaFree(pointer), "cudaFree")
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, np.ndarray]:
+        """A page-locked host allocation for ``shape`` of ``dtype``: its address, and an array over it
+        (copies from page-locked memory run asynchronously, at the bus's full speed)."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        pointer = int(self._check(self.api.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes} bytes)"))
+        memory = (ctypes.c_byte * nbytes).from_address(pointer)
+        return pointer, np.frombuffer(memory, dtype=dtype).reshape(shape)
+
+    def free_pinned(self, pointer: int) -> None:
+        self._check(self.api.cudaFreeHost(pointer), "cudaFreeHost")
 
     def stream(self):
         """A new non-blocking stream."""

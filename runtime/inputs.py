@@ -2,7 +2,9 @@
 :class:`BadInputError` naming the item.
 
 Items are paths, encoded bytes, PIL images, HWC uint8 arrays (decoded and preprocessed), or
-float32 arrays already preprocessed to [3, S, S] (checked for shape and finiteness).
+float32 arrays already preprocessed to [3, S, S] (checked for shape and finiteness). What an item
+becomes is what the artifact's facts ask for: preprocessed float32 [3, S, S], or for an artifact with
+a uint8 input the resized pixels [S, S, 3], which it normalises itself.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from PIL import Image
 
 from core.config import Preprocessing
 from core.errors import BadInputError, InputFileError
-from core.preprocessing import load_rgb, preprocess
+from core.facts import ServingFacts
+from core.preprocessing import load_rgb, preprocess, resized
 
 
 def describe(item: object) -> str:
@@ -32,15 +35,22 @@ def describe(item: object) -> str:
     return type(item).__name__
 
 
-def prepare(index: int, item: object, image_size: int, preprocessing: Preprocessing) -> np.ndarray:
-    """``item`` as float32 [3, image_size, image_size].
+def prepare(index: int, item: object, facts: ServingFacts) -> np.ndarray:
+    """``item`` as the artifact described by ``facts`` takes it (:attr:`ServingFacts.input_item_shape`).
 
     Raises:
-        BadInputError: The item is unreadable, of an unsupported type, of the wrong shape, or holds
-            NaN or infinite values; it names ``index`` and the item.
+        BadInputError: The item is unreadable, of an unsupported type, of the wrong shape, holds NaN or
+            infinite values, or is a preprocessed array for an artifact that takes pixels; it names
+            ``index`` and the item.
     """
+    image_size, preprocessing = facts.image_size, facts.preprocessing
     try:
         if isinstance(item, np.ndarray) and item.dtype != np.uint8:
+            if facts.input_format == "uint8":
+                raise InputFileError(
+                    "this artifact takes uint8 pixels and normalises them itself (its input format is uint8); "
+                    "pass the image (HWC uint8 pixels, a path, bytes or a PIL image), not a preprocessed array"
+                )
             return _preprocessed(item, image_size, preprocessing)
         if isinstance(item, bytearray):
             item = bytes(item)
@@ -48,7 +58,10 @@ def prepare(index: int, item: object, image_size: int, preprocessing: Preprocess
             raise InputFileError(f"expected a path, encoded bytes, a PIL image or an array, got {type(item).__name__}")
         if isinstance(item, np.ndarray) and min(item.shape[:2], default=0) < 1:
             raise InputFileError(f"an image array needs at least one pixel, got shape {item.shape}")
-        return preprocess(Path(item) if isinstance(item, str) else item, image_size, preprocessing)
+        source = Path(item) if isinstance(item, str) else item
+        if facts.input_format == "uint8":
+            return resized(source, image_size, preprocessing)
+        return preprocess(source, image_size, preprocessing)
     except InputFileError as exc:
         raise BadInputError(index, describe(item), str(exc).removeprefix(f"{describe(item)}: ")) from exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,31 +68,41 @@ class OnnxRuntimeRunner:
         with onnxruntime_errors(f"{self.path.name}: ONNX Runtime failed to run the batch"):
             return dict(zip(self._outputs, self.session.run(self._outputs, feed), strict=True))
 
+    def infer_many(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """:meth:`infer` of each feed in turn (ONNX Runtime's ``run`` returns when the batch is done)."""
+        for feed in feeds:
+            yield self.infer(feed)
+
 
 def check_graph_io(path: Path, inputs, outputs, facts: ArtifactFacts) -> None:
     """The graph's own inputs and outputs (ONNX Runtime's ``NodeArg``s) are what its facts say:
-    one float32 input [batch, 3, S, S] and a float32 output [batch, N] of the named tensors, S the
-    image size, N the class count; a fixed batch dimension only where the facts' range is that one batch.
+    one input of the facts' format (float32 [batch, 3, S, S] or uint8 [batch, S, S, 3]) and a float32
+    output [batch, N] of the named tensors, S the image size, N the class count; a fixed batch
+    dimension only where the facts' range is that one batch.
 
     Raises:
         InputFileError: They differ; the message names what.
     """
-    size, classes = facts.image_size, len(facts.class_names)
+    serving = facts.serving()
+    classes = len(facts.class_names)
     if [i.name for i in inputs] != [facts.input_name]:
         raise InputFileError(f"{path}: inputs {[i.name for i in inputs]}, its facts name {facts.input_name!r}")
     by_name = {o.name: o for o in outputs}
     if facts.output_name not in by_name:
         raise InputFileError(f"{path}: outputs {sorted(by_name)}, its facts name {facts.output_name!r}")
-    for arg, dims, what in ((inputs[0], (3, size, size), "input"), (by_name[facts.output_name], (classes,), "output")):
+    for arg, dtype, dims, what in (
+        (inputs[0], serving.input_dtype, serving.input_item_shape, "input"),
+        (by_name[facts.output_name], np.dtype(np.float32), (classes,), "output"),
+    ):
         shape = list(arg.shape)
         fixed_batch = shape[0] if shape and isinstance(shape[0], int) else None
         if (
-            arg.type != "tensor(float)"
+            arg.type != f"tensor({'float' if dtype == np.float32 else dtype.name})"
             or len(shape) != 1 + len(dims)
             or tuple(shape[1:]) != dims
             or (fixed_batch is not None and not facts.min_batch == fixed_batch == facts.max_batch)
         ):
-            expected = f"float32 [batch {facts.min_batch}..{facts.max_batch}, {', '.join(map(str, dims))}]"
+            expected = f"{dtype.name} [batch {facts.min_batch}..{facts.max_batch}, {', '.join(map(str, dims))}]"
             raise InputFileError(
                 f"{path}: its {what} {arg.name!r} is {arg.type} {shape}; its facts say {expected} "
                 "(the graph or its facts were changed; export it again)"

@@ -2,8 +2,10 @@
 
 A request is split into batches no larger than the artifact's limit. Images are decoded and
 preprocessed on a small thread pool a couple of batches ahead of the batch being inferred, so
-decoding overlaps inference (Pillow and every backend release the GIL). Everything a call needs is
-local to the call or thread-safe (the runner, the pool), so threads may share one predictor.
+decoding overlaps inference (Pillow and every backend release the GIL); the batches stream through
+the runner's ``infer_many``, which on TensorRT copies one batch in while the previous one computes.
+Everything a call needs is local to the call or thread-safe (the runner, the pool), so threads may
+share one predictor.
 """
 
 from __future__ import annotations
@@ -166,7 +168,8 @@ class Predictor:
 
         Args:
             images: One image or a sequence of them: paths, encoded bytes, PIL images, HWC uint8
-                arrays, or float32 [3, S, S] arrays already preprocessed (an [B, …] array is B images).
+                arrays, or float32 [3, S, S] arrays already preprocessed (an [B, …] array is B images;
+                preprocessed arrays only for an artifact with a float32 input).
             threshold: For this call: one threshold for every class, or per-class overrides of the
                 predictor's thresholds.
             top_k: For this call, instead of the predictor's ``top_k``.
@@ -187,8 +190,10 @@ class Predictor:
             return self._predict_remote(items, thresholds, top_k, skip_bad)
         results: list[Result | None] = [None] * len(items)
         pending: deque[Future] = deque()
-        submitted = 0
-        try:
+
+        def batches() -> Iterator[tuple[list[int], np.ndarray]]:
+            """Each batch's usable indices and inputs; unusable items become results (or raise)."""
+            submitted = 0
             for start in range(0, len(items), self.batch_size):
                 stop = min(len(items), start + self.batch_size)
                 while submitted < min(len(items), stop + 2 * self.batch_size):  # decode two batches ahead
@@ -204,10 +209,13 @@ class Predictor:
                             raise
                         results[index] = FailedItem(index, exc.source, exc.problem)
                 if arrays:
-                    logits = self._logits(np.stack(arrays))
-                    for index, row in zip(indices, logits, strict=True):
-                        source = describe(items[index])
-                        results[index] = make_prediction(index, source, row, self.class_names, thresholds, top_k)
+                    yield indices, np.stack(arrays)
+
+        try:
+            for indices, logits in self._logits_stream(batches()):
+                for index, row in zip(indices, logits, strict=True):
+                    source = describe(items[index])
+                    results[index] = make_prediction(index, source, row, self.class_names, thresholds, top_k)
         finally:
             for future in pending:
                 future.cancel()
@@ -259,38 +267,61 @@ class Predictor:
         return [(index, outcomes[index]) for index in indices]
 
     def _prepare(self, index: int, item) -> np.ndarray:
-        return prepare(index, item, self.facts.image_size, self.facts.preprocessing)
+        return prepare(index, item, self.facts)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """The backend's logits [B, N] of a preprocessed float32 batch [B, 3, S, S], B ≤ ``batch_size``.
+        """The backend's logits [B, N] of a batch in the artifact's input format, B ≤ ``batch_size``: a
+        preprocessed float32 batch [B, 3, S, S], or resized uint8 pixels [B, S, S, 3] for an artifact
+        with a uint8 input (``facts.input_format``).
 
         Raises:
-            ConfigError: The batch is not float32 [B, 3, S, S] with 1 ≤ B ≤ ``batch_size``.
-            BadInputError: It holds NaN or infinite values.
+            ConfigError: The batch is not of that dtype and shape with 1 ≤ B ≤ ``batch_size``.
+            BadInputError: A float batch holds NaN or infinite values.
             InferenceError: The backend returned unusable output.
         """
         with self._call():
             if self._remote is not None:
                 raise ConfigError(f"{self.artifact} is served: pass images to predict(); logits() runs in process")
-            return self._logits(batch)
+            ((_, logits),) = self._logits_stream(iter([((), batch)]))
+            return logits
 
-    def _logits(self, batch: np.ndarray) -> np.ndarray:
-        size = self.facts.image_size
+    def _logits_stream(self, batches: Iterator[tuple[object, np.ndarray]]) -> Iterator[tuple[object, np.ndarray]]:
+        """(key, logits) of each (key, batch) in order, the batches streamed through the runner."""
+        keys: deque[tuple[object, np.ndarray]] = deque()
+
+        def feeds() -> Iterator[dict[str, np.ndarray]]:
+            for key, batch in batches:
+                self._check_batch(batch)
+                keys.append((key, batch))
+                yield {self.facts.input_name: batch}
+
+        for outputs in self._runner.infer_many(feeds()):
+            key, batch = keys.popleft()
+            yield key, self._checked_logits(batch, outputs)
+
+    def _check_batch(self, batch: np.ndarray) -> None:
+        facts = self.facts
         if (
             not isinstance(batch, np.ndarray)
-            or batch.dtype != np.float32
-            or batch.ndim != 4
-            or batch.shape[1:] != (3, size, size)
+            or batch.dtype != facts.input_dtype
+            or batch.shape[1:] != facts.input_item_shape
             or not 1 <= len(batch) <= self.batch_size
         ):
             found = f"{batch.dtype} {batch.shape}" if isinstance(batch, np.ndarray) else type(batch).__name__
-            raise ConfigError(
-                f"logits() takes a preprocessed float32 batch [1..{self.batch_size}, 3, {size}, {size}], got {found}; "
-                "pass images to predict(), or preprocess them with core.preprocessing.preprocess_batch"
+            shape = ", ".join(map(str, facts.input_item_shape))
+            how = (
+                "resize them with core.preprocessing.resized"
+                if facts.input_format == "uint8"
+                else "preprocess them with core.preprocessing.preprocess_batch"
             )
-        if not np.isfinite(batch).all():
+            raise ConfigError(
+                f"logits() takes a {facts.input_dtype.name} batch [1..{self.batch_size}, {shape}] "
+                f"(input format {facts.input_format}), got {found}; pass images to predict(), or {how}"
+            )
+        if facts.input_format == "float32" and not np.isfinite(batch).all():
             raise BadInputError(0, f"a batch {batch.shape}", "holds NaN or infinite values")
-        outputs = self._runner.infer({self.facts.input_name: batch})
+
+    def _checked_logits(self, batch: np.ndarray, outputs: dict[str, np.ndarray]) -> np.ndarray:
         logits = outputs.get(self.facts.output_name)
         expected = (len(batch), len(self.class_names))
         if logits is None or logits.shape != expected:
@@ -298,7 +329,9 @@ class Predictor:
             raise InferenceError(f"{self.artifact.name}: expected logits of shape {expected}, got {found}")
         if not np.isfinite(logits).all():
             low, high = preprocessed_range(self.facts.preprocessing)
-            if np.any(batch < low.min()) or np.any(batch > high.max()):  # the input is out of range, not the artifact
+            float_input = self.facts.input_format == "float32"
+            out_of_range = float_input and (np.any(batch < low.min()) or np.any(batch > high.max()))
+            if out_of_range:  # the input is out of range, not the artifact
                 raise BadInputError(
                     0,
                     f"a batch {batch.shape}",

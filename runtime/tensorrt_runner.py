@@ -1,8 +1,12 @@
 """TensorRT runner: a plan checked against its manifest and this machine, then run per thread.
 
-One engine, one execution context per calling thread (a context holds per-call state such as the
-input shape), each with its own stream and device buffers sized for the plan's largest batch.
-Each call sets the input shape, copies in, runs ``execute_async_v3``, copies out and waits.
+One engine; each calling thread gets up to two lanes, each an execution context (a context holds
+per-call state such as the input shape, and runs one batch at a time) with its own stream, device
+buffers and page-locked host buffers, sized for the plan's largest batch. A batch is copied into its
+lane's page-locked input, then the lane's stream copies it in, runs ``execute_async_v3`` and copies
+the logits back, all asynchronously. :meth:`TensorRTRunner.infer_many` alternates the two lanes, so
+batch k+1 is copied in while batch k computes, and waits for batch k only once k+1 is queued; the
+second lane is made only when a call has a second batch.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +33,16 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class _Slot:
-    """One thread's execution context, stream and device buffers (name → address)."""
+class _Lane:
+    """An execution context with its stream, device buffers (name → address) and page-locked host buffers
+    (name → array over them, with their addresses); ``rows``: the batch in flight on it, if any."""
 
     context: Any
     stream: Any
     buffers: dict[str, int]
+    host: dict[str, np.ndarray]
+    host_pointers: list[int] = field(default_factory=list)
+    rows: int | None = None
 
 
 class TensorRTRunner:
@@ -41,7 +51,7 @@ class TensorRTRunner:
     Opening refuses a plan whose manifest is missing or stale, or that was built for another GPU or
     TensorRT version (``runtime.plan_rules``). A version-compatible plan is loaded with
     ``engine_host_code_allowed``: TensorRT then runs the lean runtime stored in the plan. Thread-safe:
-    each thread gets its own context.
+    each thread gets its own lanes.
     """
 
     name = "tensorrt"
@@ -54,7 +64,7 @@ class TensorRTRunner:
         self.facts: ServingFacts | None = None
         self._engine = None
         self._local = threading.local()
-        self._slots: list[_Slot] = []
+        self._lanes: list[_Lane] = []
         self._lock = threading.Lock()
 
     def __enter__(self) -> TensorRTRunner:
@@ -82,68 +92,114 @@ class TensorRTRunner:
         return self
 
     def _check_tensors(self) -> None:
-        """The engine's own tensors are what the manifest says: one float32 input [batch, 3, S, S] and
-        one float32 output [batch, N] of those names (batch dynamic: -1)."""
+        """The engine's own tensors are what the manifest says: one input in the facts' input format
+        (float32 [batch, 3, S, S] or uint8 [batch, S, S, 3]) and one float32 output [batch, N] of those
+        names (batch dynamic: -1)."""
         engine, facts = self._engine, self.facts
         names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
         wanted = {facts.input_name, facts.output_name}
         if names != wanted:
             raise InputFileError(f"{self.path}: tensors {sorted(names)}, its manifest names {sorted(wanted)}")
-        size = facts.image_size
-        for name, mode, dims in (
-            (facts.input_name, self._trt.TensorIOMode.INPUT, (3, size, size)),
-            (facts.output_name, self._trt.TensorIOMode.OUTPUT, (len(facts.class_names),)),
+        for name, mode, dtype, dims in (
+            (facts.input_name, self._trt.TensorIOMode.INPUT, facts.input_dtype, facts.input_item_shape),
+            (facts.output_name, self._trt.TensorIOMode.OUTPUT, np.dtype(np.float32), (len(facts.class_names),)),
         ):
             shape = tuple(engine.get_tensor_shape(name))
             if (
                 engine.get_tensor_mode(name) != mode
                 or shape[:1] != (-1,)
                 or shape[1:] != dims
-                or self._dtype(name) != np.float32
+                or self._dtype(name) != dtype
             ):
                 raise InputFileError(
-                    f"{self.path}: tensor {name!r} is {self._dtype(name)} {list(shape)}; its manifest says a float32 "
+                    f"{self.path}: tensor {name!r} is {self._dtype(name)} {list(shape)}; its manifest says a {dtype} "
                     f"{mode.name.lower()} [batch, {', '.join(map(str, dims))}] (rebuild it: "
                     f"{self._manifest_command})"
                 )
 
     def __exit__(self, *exc_info) -> None:
         with self._lock:
-            for slot in self._slots:
-                for pointer in slot.buffers.values():
+            for lane in self._lanes:
+                for pointer in lane.buffers.values():
                     self._cuda.free(pointer)
-                self._cuda.destroy_stream(slot.stream)
-                del slot.context  # contexts go before their engine
-            self._slots.clear()
+                for pointer in lane.host_pointers:
+                    self._cuda.free_pinned(pointer)
+                self._cuda.destroy_stream(lane.stream)
+                del lane.context  # contexts go before their engine
+            self._lanes.clear()
             self._engine = None
             self._local = threading.local()
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs the plan on ``feed`` (input name → [B, 3, S, S], B within the plan's profile)."""
+        """Runs the plan on ``feed`` (input name → a batch in the plan's input format, B within its profile)."""
+        return next(self.infer_many([feed]))
+
+    def infer_many(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """The outputs of ``feeds``, in order, two batches in flight: batch k+1 is copied in while batch k
+        runs. Each output is the caller's own array. Feeds are read one ahead of the outputs yielded."""
         if self._engine is None:
             raise ConfigError("the runner is closed; use it inside its `with` block")
-        slot = self._slot()
+        in_flight: deque[_Lane] = deque()
+        try:
+            for number, feed in enumerate(feeds):
+                lane = self._lane(number % 2)
+                self._enqueue(lane, feed)
+                in_flight.append(lane)
+                if len(in_flight) == 2:
+                    yield self._finish(in_flight.popleft())
+            while in_flight:
+                yield self._finish(in_flight.popleft())
+        finally:  # a caller that stopped early, or a failed feed: nothing stays queued on the lanes
+            for lane in in_flight:
+                self._settle(lane)
+
+    def _enqueue(self, lane: _Lane, feed: dict[str, np.ndarray]) -> None:
         name, out = self.facts.input_name, self.facts.output_name
-        images = np.ascontiguousarray(feed[name], dtype=self._dtype(name))
-        if not 1 <= len(images) <= self.facts.max_batch:
-            raise ConfigError(f"batch of {len(images)}; {self.path.name} takes 1 to {self.facts.max_batch} images")
-        if not slot.context.set_input_shape(name, images.shape):
+        images = feed[name]
+        dtype, item = self.facts.input_dtype, self.facts.input_item_shape
+        if not isinstance(images, np.ndarray) or images.dtype != dtype or images.shape[1:] != item:
+            found = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+            raise ConfigError(f"{self.path.name} takes {dtype} [batch, {', '.join(map(str, item))}], got {found}")
+        rows = len(images)
+        if not 1 <= rows <= self.facts.max_batch:
+            raise ConfigError(f"batch of {rows}; {self.path.name} takes 1 to {self.facts.max_batch} images")
+        self._settle(lane)
+        if not lane.context.set_input_shape(name, images.shape):
             raise ConfigError(f"{self.path.name} refuses input shape {images.shape}")
-        logits = np.empty(tuple(slot.context.get_tensor_shape(out)), dtype=self._dtype(out))
-        self._cuda.to_device(slot.buffers[name], images, slot.stream)
-        if not slot.context.execute_async_v3(int(slot.stream)):
+        staged = lane.host[name][:rows]
+        np.copyto(staged, images)  # into page-locked memory: the copy to the GPU is then truly asynchronous
+        self._cuda.to_device(lane.buffers[name], staged, lane.stream)
+        if not lane.context.execute_async_v3(int(lane.stream)):
             raise InferenceError(f"{self.path.name}: TensorRT failed to run the batch (see its log above)")
-        self._cuda.to_host(logits, slot.buffers[out], slot.stream)
-        self._cuda.synchronize(slot.stream)
-        return {out: logits.astype(np.float32, copy=False)}
+        self._cuda.to_host(lane.host[out][:rows], lane.buffers[out], lane.stream)
+        lane.rows = rows
+
+    def _finish(self, lane: _Lane) -> dict[str, np.ndarray]:
+        rows = lane.rows
+        self._settle(lane)
+        out = self.facts.output_name
+        return {out: lane.host[out][:rows].astype(np.float32)}  # a copy: the lane's buffer is reused
+
+    def _settle(self, lane: _Lane) -> None:
+        """Waits for the batch in flight on ``lane``, if any."""
+        if lane.rows is not None:
+            lane.rows = None
+            self._cuda.synchronize(lane.stream)
 
     def _dtype(self, name: str) -> np.dtype:
         return np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name)))
 
-    def _slot(self) -> _Slot:
-        slot = getattr(self._local, "slot", None)
-        if slot is not None:
-            return slot
+    def _lane(self, number: int) -> _Lane:
+        """This thread's lane ``number`` (0 or 1), made on first use."""
+        lanes = getattr(self._local, "lanes", None)
+        if lanes is None:
+            lanes = self._local.lanes = []
+        while len(lanes) <= number:
+            lanes.append(self._new_lane())
+            logger.debug("lane %d for thread %s", len(lanes), threading.current_thread().name)
+        return lanes[number]
+
+    def _new_lane(self) -> _Lane:
         with self._lock:
             context = self._engine.create_execution_context()
             if context is None:
@@ -152,17 +208,17 @@ class TensorRTRunner:
                     f"memory for its activations at batch {self.facts.max_batch}: free GPU memory (fewer threads "
                     f"or processes serving it), or rebuild the plan with a smaller --max-batch"
                 )
-            size, batch = self.facts.image_size, self.facts.max_batch
+            batch = self.facts.max_batch
             shapes = {
-                self.facts.input_name: (batch, 3, size, size),
+                self.facts.input_name: (batch, *self.facts.input_item_shape),
                 self.facts.output_name: (batch, len(self.facts.class_names)),
             }
-            buffers = {}
+            lane = _Lane(context, self._cuda.stream(), {}, {})
+            self._lanes.append(lane)  # released by __exit__ from here on, whatever fails below
             for name, shape in shapes.items():
-                buffers[name] = self._cuda.malloc(int(np.prod(shape)) * self._dtype(name).itemsize)
-                context.set_tensor_address(name, buffers[name])
-            slot = _Slot(context, self._cuda.stream(), buffers)
-            self._slots.append(slot)
-        self._local.slot = slot
-        logger.debug("execution context %d for thread %s", len(self._slots), threading.current_thread().name)
-        return slot
+                dtype = self._dtype(name)
+                lane.buffers[name] = self._cuda.malloc(int(np.prod(shape)) * dtype.itemsize)
+                context.set_tensor_address(name, lane.buffers[name])
+                pointer, lane.host[name] = self._cuda.pinned(shape, dtype)
+                lane.host_pointers.append(pointer)
+            return lane

@@ -9,6 +9,7 @@ cuDNN's autotuner is turned on. Torch is imported only when this runner is opene
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,8 @@ class TorchRunner:
         ):
             logits = self.model(images)
         return {self.facts.output_name: logits.float().cpu().numpy()}
+
+    def infer_many(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """:meth:`infer` of each feed in turn."""
+        for feed in feeds:
+            yield self.infer(feed)

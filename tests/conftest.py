@@ -70,3 +70,12 @@ def fp32_graph(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
     from export.to_onnx import export_onnx
 
     return export_onnx(trained_checkpoint, tmp_path_factory.mktemp("graph") / "model.onnx", max_batch=8).path
+
+
+@pytest.fixture(scope="session")
+def uint8_graph(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained checkpoint exported with a uint8 input (FP32, gated), max batch 8."""
+    from export.to_onnx import export_onnx
+
+    output = tmp_path_factory.mktemp("pixels") / "model.onnx"
+    return export_onnx(trained_checkpoint, output, input_format="uint8", max_batch=8).path

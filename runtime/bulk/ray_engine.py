@@ -1,14 +1,15 @@
 """The Ray Data engine: the same shards, tagged by a pool of :class:`Predictor` actors.
 
-The pending shards are the dataset's rows; each becomes its images' rows (read from the listing
-at the shard's offset, so the driver never holds the image list), which CPU tasks decode and
-preprocess (the one preprocessing definition) and an actor pool infers, one :class:`Predictor` an
-actor (on its GPU where asked). The driver places each row in its shard by its position, turns
-logits into records by the in-process rule, and writes each shard once it is whole, so the output
-and the exactly-once guarantee are the local engine's. Without an address a local cluster is
-started (node address 127.0.0.1, no dashboard) and stopped; with one, the run joins that cluster,
-whose workers must have this toolkit installed and read the same paths (the images and the output
-folder on a shared file system).
+The pending shards are the dataset's rows; each becomes its images' rows (read from the listing at
+the shard's offset, so the driver never holds the image list), which CPU tasks decode and preprocess
+(the one preprocessing definition, up to what the artifact takes: float32 images, or a quarter of
+the bytes as the uint8 pixels of an artifact with a uint8 input) and an actor pool infers, one
+:class:`Predictor` an actor (on its GPU where asked). The driver places each row in its shard by its
+position, turns logits into records by the in-process rule, and writes each shard once it is whole,
+so the output and the exactly-once guarantee are the local engine's. Without an address a local
+cluster is started (node address 127.0.0.1, no dashboard) and stopped; with one, the run joins that
+cluster, whose workers must have this toolkit installed and read the same paths (the images and the
+output folder on a shared file system).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from core.config import Preprocessing
 from core.errors import BadInputError, DeployError, MissingDependencyError, ServingError
+from core.facts import ServingFacts
 
 from ..inputs import prepare
 from ..predictor import Predictor
@@ -110,7 +111,7 @@ def run_ray(plan: Plan, model: Model, actor: dict[str, Any], *, workers: int, gp
         .flat_map(_shard_rows, fn_kwargs={"listing": str(plan.listing.resolve()), "root": str(plan.root)})
         .map_batches(
             _decode,
-            fn_kwargs={"image_size": facts.image_size, "preprocessing": facts.preprocessing},
+            fn_kwargs={"facts": facts},
             batch_size=model.batch_size,
             batch_format="numpy",
             num_cpus=DECODE_CPUS,
@@ -185,13 +186,14 @@ def _shard_rows(row: dict[str, Any], listing: str, root: str) -> list[dict[str, 
     ]
 
 
-def _decode(batch: dict[str, np.ndarray], image_size: int, preprocessing: Preprocessing) -> dict[str, np.ndarray]:
-    """Decodes and preprocesses a batch of rows (a CPU task); an unusable image keeps zeros and its error."""
-    pixels = np.zeros((len(batch["path"]), 3, image_size, image_size), dtype=np.float32)
+def _decode(batch: dict[str, np.ndarray], facts: ServingFacts) -> dict[str, np.ndarray]:
+    """Decodes and preprocesses a batch of rows into the artifact's input (a CPU task); an unusable image
+    keeps zeros and its error."""
+    pixels = np.zeros((len(batch["path"]), *facts.input_item_shape), dtype=facts.input_dtype)
     errors = []
     for row, path in enumerate(batch["path"]):
         try:
-            pixels[row] = prepare(int(batch["position"][row]), str(path), image_size, preprocessing)
+            pixels[row] = prepare(int(batch["position"][row]), str(path), facts)
             errors.append("")
         except BadInputError as exc:
             errors.append(exc.problem)

@@ -1,4 +1,5 @@
-"""The ``preprocess`` model: encoded image bytes → the network's input, by the one preprocessing definition.
+"""The ``preprocess`` model: encoded image bytes → the network's input, by the one preprocessing definition
+(preprocessed floats, or the resized uint8 pixels an artifact with a uint8 input takes).
 
 Images of all the requests Triton batched into one call are decoded on a small thread pool (Pillow
 releases the GIL). An unusable image fails its own request, with a message that starts with
@@ -43,7 +44,7 @@ class TritonPythonModel:
     def _prepare(self, index: int, item: object) -> np.ndarray:
         if not isinstance(item, bytes):  # a BYTES element arrives as bytes; anything else is not an image
             raise BadInputError(index, type(item).__name__, "expected encoded image bytes")
-        return prepare(index, item, self.facts.image_size, self.facts.preprocessing)
+        return prepare(index, item, self.facts)
 
     def finalize(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -43,6 +43,7 @@ ENGINE = EngineFacts(
         FACTS.made_into("fp16", "model.onnx", "cd" * 32).built_into(
             ENGINE, min_batch=2, max_batch=8, source_name="model.fp16.onnx", source_sha256="12" * 32
         ),
+        dataclasses.replace(FACTS, input_format="uint8"),
     ],
 )
 def test_every_kind_of_artifact_reads_back_what_it_wrote(facts: ArtifactFacts) -> None:
@@ -56,6 +57,18 @@ def test_onnx_metadata_keeps_the_layout_earlier_versions_wrote() -> None:
     assert metadata["precision"] == "fp32" and metadata["mask_sha256"] == FACTS.mask_sha256
     assert json.loads(metadata["class_names"]) == list(NAMES) and json.loads(metadata["batch"]) == {"min": 1, "max": 8}
     assert FACTS.exporter == (("onnx", "1.19"), ("torch", "2.14")) and hash(FACTS)  # frozen through and through
+
+
+def test_only_a_uint8_input_writes_the_format_version_older_readers_refuse() -> None:
+    pixels = dataclasses.replace(FACTS, input_format="uint8")
+    assert FACTS.to_dict()["format_version"] == 2 and pixels.to_dict()["format_version"] == 3
+    assert FACTS.to_dict()["input"] == {"name": "images", "shape": ["batch", 3, 64, 64], "dtype": "float32"}
+    assert pixels.to_dict()["input"] == {"name": "images", "shape": ["batch", 64, 64, 3], "dtype": "uint8"}
+    serving = pixels.serving()
+    assert serving.input_item_shape == (64, 64, 3) and serving.input_dtype == np.uint8
+    assert FACTS.serving().input_item_shape == (3, 64, 64) and FACTS.serving().input_dtype == np.float32
+    with pytest.raises(ConfigError, match="input format 'rgb' is none of float32, uint8"):
+        dataclasses.replace(FACTS, input_format="rgb")
 
 
 def test_the_serving_subset_names_what_differs_from_a_model() -> None:
@@ -81,7 +94,8 @@ def test_the_serving_subset_names_what_differs_from_a_model() -> None:
         ({"batch": {"min": 1, "max": -5}}, "is not a whole number of at least 1"),
         ({"batch": {"min": 4, "max": 2}}, "is not 1 ≤ min ≤ max"),
         ({"precision": "fp8"}, "precision 'fp8' is none of fp32, fp16, int8"),
-        ({"format_version": 3}, "reads up to 2"),
+        ({"format_version": 4}, "reads up to 3"),
+        ({"input": {"name": "images", "shape": ["batch", 3, 64, 64], "dtype": "uint8"}}, "a uint8 input of shape"),
         ({"mask_sha256": None}, "not a non-empty string"),
     ],
 )

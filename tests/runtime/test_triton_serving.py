@@ -180,6 +180,28 @@ def test_a_predictor_on_the_url_equals_the_in_process_one(
         assert "preprocessed array" in mixed[2].error and "not found" in mixed[3].error
 
 
+def test_a_graph_with_a_uint8_input_is_served_uint8_pixels_and_answers_as_the_float_graph(
+    uint8_graph: Path, expected: dict, tmp_path: Path
+) -> None:
+    repository = write_repository(
+        uint8_graph, tmp_path / "repo", RepositoryOptions(classifier="python", kind="cpu"), force=False
+    )
+    server = _server(repository)
+    try:
+        server.start()
+    except MissingDependencyError as exc:
+        pytest.skip(f"no Triton server here: {exc}")
+    try:
+        with Predictor(f"{server.endpoints.http}/tagger") as predictor:
+            assert predictor.facts.input_format == "uint8"
+            results = predictor.predict(list(expected))
+    finally:
+        server.stop()
+    for image, result in zip(expected, results, strict=True):
+        assert np.abs(result.scores - expected[image].scores).max() <= TOLERANCE
+        assert result.labels == expected[image].labels
+
+
 def test_a_predictor_on_a_url_without_a_server_is_a_clear_error() -> None:
     (port,) = free_ports(1)
     with pytest.raises(ServingError, match="does not answer"):

@@ -56,3 +56,20 @@ def world(trt, gpu_here, monkeypatch: pytest.MonkeyPatch) -> World:
 def fp32_graph() -> Path:
     """The FP32 graph of the suite's fixture model, made by the parent test run."""
     return Path(os.environ["TENSORRT_API_GRAPH"])
+
+
+@pytest.fixture
+def uint8_graph(fp32_graph: Path, tmp_path: Path) -> Path:
+    """That graph with a uint8 input (``export.uint8_input``) and the facts that say so."""
+    import dataclasses
+
+    import onnx
+
+    from export.metadata import read_graph, write_metadata
+    from export.uint8_input import with_uint8_input
+
+    graph, facts = read_graph(fp32_graph)
+    pixels = with_uint8_input(graph, facts.config.preprocessing)
+    write_metadata(pixels, dataclasses.replace(facts, input_format="uint8"))
+    onnx.save(pixels, str(tmp_path / "pixels.onnx"))
+    return tmp_path / "pixels.onnx"

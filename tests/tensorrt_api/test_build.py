@@ -17,7 +17,7 @@ from runtime.tensorrt_env import HOST_PLATFORM
 
 from .mirror import APIMismatch, Mirror, World, signatures
 
-SETTINGS = BuildSettings("images", 64, 1, 8, 32, 1024, 3, "ampere+", True)
+SETTINGS = BuildSettings("images", (3, 64, 64), 1, 8, 32, 1024, 3, "ampere+", True)
 BUILT = {"Builder.build_serialized_network": b"serialized engine", "ITimingCache.serialize": b"measured"}
 
 
@@ -161,7 +161,7 @@ def test_optimization_level_0_neither_reads_nor_rewrites_the_timing_cache(
     world: World, fp32_graph: Path, tmp_path: Path
 ) -> None:
     world.answers.update(BUILT)
-    level_0 = BuildSettings("images", 64, 1, 8, 32, 1024, 0, "none", False)
+    level_0 = BuildSettings("images", (3, 64, 64), 1, 8, 32, 1024, 0, "none", False)
     assert build_serialized(Path("m.onnx"), level_0, b"cache").timing_cache is None
     assert not any("timing_cache" in key for key, _ in world.calls)
     assert dict(world.calls)["IBuilderConfig.builder_optimization_level="] == (0,)
