@@ -1,7 +1,8 @@
 """``python -m pipeline.demo``: the whole toolkit on the generated demo dataset, in one command.
 
 Steps, each reusing what an earlier run left when it is still valid:
-data → mask (+ heatmap) → train → evaluate → FP32 ONNX (gated) → FP16 and INT8 graphs (gated) →
+data → mask (+ heatmap) → train → evaluate → FP32 ONNX, with a float32 and with a uint8 input
+(gated) → FP16 and INT8 graphs (gated) →
 TensorRT engines (where a GPU and TensorRT exist; otherwise the reason is recorded) → every
 artifact gated against the eager model on the held-out split (+ parity plots) → predictions of a
 few held-out images through ``runtime.Predictor`` → the FP32 graph served on Triton where a server can
@@ -101,6 +102,8 @@ def run_demo(output: Path = DEFAULT_OUTPUT, *, epochs: int = DEFAULT_EPOCHS) -> 
     run.step("evaluation", lambda: _evaluate(run, checkpoint, splits, reports))
     run.step("FP32 ONNX export", lambda: _export(checkpoint, output / "model.onnx"))
     run.artifacts["onnx-fp32"] = output / "model.onnx"
+    run.step("FP32 ONNX export, uint8 input", lambda: _export(checkpoint, output / "model.uint8.onnx", "uint8"))
+    run.artifacts["onnx-fp32-uint8"] = output / "model.uint8.onnx"
     for precision in ("fp16", "int8"):
         run.step(f"{precision.upper()} graph and engine", lambda p=precision: _typed_and_engine(run, splits, p))
     run.step("INT8 graph for CPUs", lambda: _cpu_int8(run, splits))
@@ -179,15 +182,16 @@ def _evaluate(run: DemoRun, checkpoint: Path, splits: Splits, reports: Path) -> 
     return f"val mAP {100 * report.mAP:.2f}"
 
 
-def _export(checkpoint: Path, graph: Path) -> str:
+def _export(checkpoint: Path, graph: Path, input_format: str = "float32") -> str:
+    """The FP32 graph; with ``input_format="uint8"`` the one that takes resized pixels and normalises them."""
     from export.parity import tolerances
     from export.to_onnx import export_onnx
     from export.typed_graph import reuse
 
-    made_from = {"source_checkpoint_sha256": sha256_file(checkpoint)}
+    made_from = {"source_checkpoint_sha256": sha256_file(checkpoint), "input_format": input_format}
     if reuse(graph, checkpoint, made_from, dataclasses.asdict(tolerances("fp32")), force=True):
         return "reused"
-    result = export_onnx(checkpoint, graph, force=True)
+    result = export_onnx(checkpoint, graph, input_format=input_format, force=True)
     return f"exported, gate passed (max rel. logit error {result.parity.figures['logits_max_rel']:.1e})"
 
 

@@ -65,7 +65,13 @@ def backend_for(artifact: str | os.PathLike, backend: str) -> str:
 
 
 def make_runner(
-    artifact: str | os.PathLike, backend: str = "auto", *, device: str = "auto", fp16: bool = False
+    artifact: str | os.PathLike,
+    backend: str = "auto",
+    *,
+    device: str = "auto",
+    fp16: bool = False,
+    channels_last: bool = False,
+    cuda_graphs: bool = False,
 ) -> Runner:
     """The (unopened) runner of ``artifact``.
 
@@ -74,15 +80,21 @@ def make_runner(
         backend: ``auto`` (from the suffix), ``tensorrt``, ``onnxruntime`` or ``torch``.
         device: ``auto``, ``cpu`` or ``cuda`` (``cuda:N`` for torch).
         fp16: FP16 autocast; torch on CUDA only (other artifacts carry their precision in the file).
+        channels_last, cuda_graphs: Torch-backend options (``runtime.torch_runner``).
 
     Raises:
-        ConfigError: The backend cannot run the artifact, or ``fp16`` is asked of a non-torch backend.
+        ConfigError: The backend cannot run the artifact, or a torch option is asked of another backend.
     """
     chosen = backend_for(artifact, backend)
     if fp16 and chosen != "torch":
         raise ConfigError(
             f"fp16 autocast is a torch-backend option; a {chosen} artifact's precision is in the file "
             "(export the FP16 graph or build the FP16 engine instead)"
+        )
+    if (channels_last or cuda_graphs) and chosen != "torch":
+        raise ConfigError(
+            f"channels_last and cuda_graphs are torch-backend options; a {chosen} artifact's engine chooses its own "
+            "layouts and launches"
         )
     if chosen == "tensorrt":
         from .tensorrt_runner import TensorRTRunner
@@ -94,4 +106,4 @@ def make_runner(
         return OnnxRuntimeRunner(artifact, device=device)
     from .torch_runner import TorchRunner
 
-    return TorchRunner(artifact, device=device, fp16=fp16)
+    return TorchRunner(artifact, device=device, fp16=fp16, channels_last=channels_last, cuda_graphs=cuda_graphs)

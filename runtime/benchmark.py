@@ -62,6 +62,9 @@ def benchmark(
     backend: str = "auto",
     device: str = "auto",
     torch_fp16: bool = False,
+    decoder: str = "auto",
+    channels_last: bool = False,
+    cuda_graphs: bool = False,
     bare_onnxruntime: bool = False,
     include_preprocessing: bool = False,
     images: str | os.PathLike | Sequence[Path] | None = None,
@@ -77,6 +80,8 @@ def benchmark(
         batch_sizes: Images per call (sizes above an artifact's limit are left out for it).
         backend, device: As :class:`~runtime.Predictor`'s, for every artifact.
         torch_fp16: Also run each ``.pt`` with FP16 autocast (CUDA).
+        decoder: Who decodes JPEG files, for every artifact run in process (``Predictor``'s ``decoder``).
+        channels_last, cuda_graphs: Run each ``.pt`` so (``runtime.torch_runner``).
         bare_onnxruntime: Also run each ``.onnx`` in a bare ``InferenceSession``.
         include_preprocessing: Also time ``Predictor.predict`` on JPEG files.
         images: The JPEG files for ``include_preprocessing``, or a folder of them (default: generated
@@ -103,6 +108,9 @@ def benchmark(
         "backend": backend,
         "device": device,
         "torch_fp16": torch_fp16,
+        "decoder": decoder,
+        "channels_last": channels_last,
+        "cuda_graphs": cuda_graphs,
         "bare_onnxruntime": bare_onnxruntime,
         "include_preprocessing": include_preprocessing,
         "images": None if images is None else [str(p) for p in images],
@@ -117,6 +125,8 @@ def benchmark(
         torch_fp16=torch_fp16,
         bare_onnxruntime=bare_onnxruntime,
         files=include_preprocessing,
+        decoder=decoder,
+        torch_options={"channels_last": channels_last, "cuda_graphs": cuda_graphs},
         batch_size=max(batch_sizes),
     )
     try:
@@ -146,11 +156,14 @@ def open_candidates(
     bare_onnxruntime: bool,
     files: bool,
     batch_size: int | None = None,
+    decoder: str = "auto",
+    torch_options: dict[str, bool] | None = None,
 ) -> tuple[list[Candidate], list[Predictor]]:
     """The candidates the flags ask for, and the predictors to close afterwards.
 
     ``batch_size`` is the batch of artifacts that record no limit (checkpoints), so that one timed
-    call of a batch is one inference call.
+    call of a batch is one inference call. ``decoder`` applies to every artifact run in process,
+    ``torch_options`` (``channels_last``, ``cuda_graphs``) to each ``.pt``.
     """
     candidates, predictors = [], []
     for artifact in artifacts:
@@ -165,8 +178,15 @@ def open_candidates(
             continue
         variants = [False, True] if torch_fp16 and artifact.suffix == ".pt" else [False]
         for fp16 in variants:
+            checkpoint = artifact.suffix == ".pt"
             predictor = Predictor(
-                artifact, backend, device=device, fp16=fp16, batch_size=batch_size if artifact.suffix == ".pt" else None
+                artifact,
+                backend,
+                device=device,
+                fp16=fp16,
+                decoder=decoder,
+                batch_size=batch_size if checkpoint else None,
+                **((torch_options or {}) if checkpoint else {}),
             )
             predictors.append(predictor)
             where = predictor.device

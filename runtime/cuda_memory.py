@@ -77,6 +77,11 @@ class CudaRuntime:
         kind = self.api.cudaMemcpyKind.cudaMemcpyHostToDevice
         self._check(self.api.cudaMemcpyAsync(pointer, array.ctypes.data, array.nbytes, kind, stream), "copy to GPU")
 
+    def on_device(self, pointer: int, source: int, nbytes: int, stream) -> None:
+        """Queues a copy of ``nbytes`` from the device address ``source`` to ``pointer`` on ``stream``."""
+        kind = self.api.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        self._check(self.api.cudaMemcpyAsync(pointer, source, nbytes, kind, stream), "copy on the GPU")
+
     def to_host(self, array: np.ndarray, pointer: int, stream) -> None:
         """Queues a copy from ``pointer`` into the C-contiguous ``array`` on ``stream``."""
         kind = self.api.cudaMemcpyKind.cudaMemcpyDeviceToHost

@@ -33,6 +33,8 @@ from .triton_client import BadImageReply, RemoteTagger, is_url
 UNLIMITED_BATCH = 32
 # Batches of one request a served predictor keeps in flight.
 REMOTE_IN_FLIGHT = 8
+# Who decodes and resizes images: Pillow on the CPU (the definition), or torchvision on the serving device.
+DECODERS = ("auto", "pillow", "torchvision")
 Result = Prediction | FailedItem
 
 
@@ -45,6 +47,11 @@ class Predictor:
         backend: ``auto`` (from the suffix) or the backend to insist on.
         device: ``auto``, ``cpu`` or ``cuda`` (``cuda:N`` for torch).
         fp16: FP16 autocast (torch backend on CUDA).
+        decoder: ``pillow`` (the CPU definition, ``core.preprocessing``), ``torchvision`` (JPEG files and
+            bytes decoded and resized on the runner's device, nvJPEG on CUDA, with the CPU definition as the
+            fallback per image; ``runtime.torch_decode``), or ``auto``: torchvision where the torch or TensorRT
+            backend runs on CUDA, Pillow elsewhere.
+        channels_last, cuda_graphs: Torch-backend options (``runtime.torch_runner``).
         threshold: Default probability threshold of every class (default: the artifact's; a served
             tagger's own per-class thresholds).
         class_thresholds: Per-class thresholds over the default: a mapping, or a JSON file of one.
@@ -68,6 +75,9 @@ class Predictor:
         *,
         device: str = "auto",
         fp16: bool = False,
+        decoder: str = "auto",
+        channels_last: bool = False,
+        cuda_graphs: bool = False,
         threshold: float | None = None,
         class_thresholds: Mapping[str, float] | str | os.PathLike | None = None,
         top_k: int | None = None,
@@ -80,21 +90,28 @@ class Predictor:
         batch_size = _whole(batch_size, "batch_size")
         decode_workers = _whole(decode_workers, "decode_workers")
         class_thresholds = class_threshold_overrides(class_thresholds)
-        if remote and (backend not in ("auto", "triton") or device != "auto" or fp16):
+        if decoder not in DECODERS:
+            raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+        local_options = backend not in ("auto", "triton") or device != "auto" or fp16 or channels_last or cuda_graphs
+        if remote and (local_options or decoder == "torchvision"):
             raise ConfigError(
-                f"{artifact} is served by Triton, on the server's backend and device; drop backend, device and fp16"
+                f"{artifact} is served by Triton, which decodes and runs on the server's backend and device; drop "
+                "backend, device, fp16, decoder, channels_last and cuda_graphs"
             )
         self._calls = threading.Condition()  # guards the calls in flight and the closing, for close()
         self._in_flight = 0
         self._closed = False
         self._remote: RemoteTagger | None = None
         self._runner = None
+        self._decoder = None
         if remote:
             self._remote = RemoteTagger(artifact)
             facts, self.backend, self.device = self._remote.facts, "triton", "remote"
             served_thresholds, limit = self._remote.thresholds, self._remote.max_batch
         else:
-            runner = make_runner(self.artifact, backend, device=device, fp16=fp16)
+            runner = make_runner(
+                self.artifact, backend, device=device, fp16=fp16, channels_last=channels_last, cuda_graphs=cuda_graphs
+            )
             self._runner = runner.__enter__()
             facts, self.backend, self.device = runner.facts, runner.name, runner.device
             served_thresholds, limit = facts.decision_threshold, facts.max_batch or UNLIMITED_BATCH
@@ -108,6 +125,10 @@ class Predictor:
                 raise ConfigError(f"batch_size {batch_size}: {artifact} takes 1 to {limit} images a call")
             self.batch_size = batch_size or limit
             self.top_k = top_k
+            if not remote and _decodes_with_torchvision(decoder, self._runner):
+                from .torch_decode import TorchDecoder
+
+                self._decoder = TorchDecoder(facts, "cpu" if self.backend == "onnxruntime" else self.device)
             # Decoding is CPU work; a served tagger's pool only waits on the network.
             workers = decode_workers or (REMOTE_IN_FLIGHT if remote else min(8, len(os.sched_getaffinity(0))))
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
@@ -191,6 +212,28 @@ class Predictor:
         results: list[Result | None] = [None] * len(items)
         pending: deque[Future] = deque()
 
+        def failed(exc: BadInputError) -> None:
+            if not skip_bad:
+                raise exc
+            results[exc.index] = FailedItem(exc.index, exc.source, exc.problem)
+
+        def decoded_batches() -> Iterator[tuple[list[int], object]]:
+            """Each batch decoded by torchvision on the device, two batches ahead on the pool."""
+            starts = range(0, len(items), self.batch_size)
+            for number, start in enumerate(starts):
+                while len(pending) < 2 and number + len(pending) < len(starts):
+                    first = starts[number + len(pending)]
+                    chunk = items[first : first + self.batch_size]
+                    pending.append(self._pool.submit(self._decoder.batch, chunk, first))
+                usable, batch, errors = pending.popleft().result()
+                for exc in errors:
+                    failed(exc)
+                if batch is not None:
+                    yield (
+                        [start + offset for offset in usable],
+                        batch.numpy() if self.backend == "onnxruntime" else batch,
+                    )
+
         def batches() -> Iterator[tuple[list[int], np.ndarray]]:
             """Each batch's usable indices and inputs; unusable items become results (or raise)."""
             submitted = 0
@@ -205,14 +248,13 @@ class Predictor:
                         arrays.append(pending.popleft().result())
                         indices.append(index)
                     except BadInputError as exc:
-                        if not skip_bad:
-                            raise
-                        results[index] = FailedItem(index, exc.source, exc.problem)
+                        failed(exc)
                 if arrays:
                     yield indices, np.stack(arrays)
 
         try:
-            for indices, logits in self._logits_stream(batches()):
+            decoded = self._decoder is not None
+            for indices, logits in self._logits_stream(decoded_batches() if decoded else batches(), decoded=decoded):
                 for index, row in zip(indices, logits, strict=True):
                     source = describe(items[index])
                     results[index] = make_prediction(index, source, row, self.class_names, thresholds, top_k)
@@ -285,13 +327,17 @@ class Predictor:
             ((_, logits),) = self._logits_stream(iter([((), batch)]))
             return logits
 
-    def _logits_stream(self, batches: Iterator[tuple[object, np.ndarray]]) -> Iterator[tuple[object, np.ndarray]]:
-        """(key, logits) of each (key, batch) in order, the batches streamed through the runner."""
+    def _logits_stream(
+        self, batches: Iterator[tuple[object, np.ndarray]], *, decoded: bool = False
+    ) -> Iterator[tuple[object, np.ndarray]]:
+        """(key, logits) of each (key, batch) in order, the batches streamed through the runner; ``decoded``:
+        the batches are the decoder's, made to the facts (a caller's are checked)."""
         keys: deque[tuple[object, np.ndarray]] = deque()
 
         def feeds() -> Iterator[dict[str, np.ndarray]]:
             for key, batch in batches:
-                self._check_batch(batch)
+                if not decoded:
+                    self._check_batch(batch)
                 keys.append((key, batch))
                 yield {self.facts.input_name: batch}
 
@@ -309,14 +355,14 @@ class Predictor:
         ):
             found = f"{batch.dtype} {batch.shape}" if isinstance(batch, np.ndarray) else type(batch).__name__
             shape = ", ".join(map(str, facts.input_item_shape))
-            how = (
-                "resize them with core.preprocessing.resized"
-                if facts.input_format == "uint8"
-                else "preprocess them with core.preprocessing.preprocess_batch"
-            )
+            if facts.input_format == "uint8":
+                what, how = "uint8", "resize them with core.preprocessing.resized"
+                kind = " of resized pixels (input format uint8)"
+            else:
+                what, how, kind = "preprocessed float32", "preprocess them with core.preprocessing.preprocess_batch", ""
             raise ConfigError(
-                f"logits() takes a {facts.input_dtype.name} batch [1..{self.batch_size}, {shape}] "
-                f"(input format {facts.input_format}), got {found}; pass images to predict(), or {how}"
+                f"logits() takes a {what} batch [1..{self.batch_size}, {shape}]{kind}, got {found}; pass images to "
+                f"predict(), or {how}"
             )
         if facts.input_format == "float32" and not np.isfinite(batch).all():
             raise BadInputError(0, f"a batch {batch.shape}", "holds NaN or infinite values")
@@ -329,7 +375,7 @@ class Predictor:
             raise InferenceError(f"{self.artifact.name}: expected logits of shape {expected}, got {found}")
         if not np.isfinite(logits).all():
             low, high = preprocessed_range(self.facts.preprocessing)
-            float_input = self.facts.input_format == "float32"
+            float_input = self.facts.input_format == "float32" and isinstance(batch, np.ndarray)
             out_of_range = float_input and (np.any(batch < low.min()) or np.any(batch > high.max()))
             if out_of_range:  # the input is out of range, not the artifact
                 raise BadInputError(
@@ -367,6 +413,16 @@ def predict(
     """
     with Predictor(model, backend, **options) as predictor:
         return predictor.predict(images, skip_bad=skip_bad)
+
+
+def _decodes_with_torchvision(decoder: str, runner) -> bool:
+    """Whether ``decoder`` means torchvision for this runner (``auto``: the torch or TensorRT backend on
+    CUDA, where torchvision can be imported)."""
+    if decoder != "auto":
+        return decoder == "torchvision"
+    from .torch_decode import torchvision_installed
+
+    return runner.name in ("torch", "tensorrt") and runner.device.startswith("cuda") and torchvision_installed()
 
 
 def _as_items(images) -> list:

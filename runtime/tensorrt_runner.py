@@ -131,7 +131,9 @@ class TensorRTRunner:
             self._local = threading.local()
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs the plan on ``feed`` (input name → a batch in the plan's input format, B within its profile)."""
+        """Runs the plan on ``feed``: input name → a batch in the plan's input format, B within its profile, as
+        a host array, or in GPU memory (an object with ``__cuda_array_interface__``, e.g. a torch CUDA tensor,
+        ready to read: its producer's stream synchronised)."""
         return next(self.infer_many([feed]))
 
     def infer_many(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
@@ -156,19 +158,29 @@ class TensorRTRunner:
     def _enqueue(self, lane: _Lane, feed: dict[str, np.ndarray]) -> None:
         name, out = self.facts.input_name, self.facts.output_name
         images = feed[name]
-        dtype, item = self.facts.input_dtype, self.facts.input_item_shape
-        if not isinstance(images, np.ndarray) or images.dtype != dtype or images.shape[1:] != item:
-            found = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
-            raise ConfigError(f"{self.path.name} takes {dtype} [batch, {', '.join(map(str, item))}], got {found}")
-        rows = len(images)
+        on_gpu = getattr(images, "__cuda_array_interface__", None)
+        shape, dtype = _layout(images, on_gpu)
+        want, item = self.facts.input_dtype, self.facts.input_item_shape
+        if dtype != want or shape[1:] != item:
+            found = type(images).__name__ if dtype is None else f"{dtype} {shape}"
+            raise ConfigError(f"{self.path.name} takes {want} [batch, {', '.join(map(str, item))}], got {found}")
+        rows = shape[0]
         if not 1 <= rows <= self.facts.max_batch:
             raise ConfigError(f"batch of {rows}; {self.path.name} takes 1 to {self.facts.max_batch} images")
         self._settle(lane)
-        if not lane.context.set_input_shape(name, images.shape):
-            raise ConfigError(f"{self.path.name} refuses input shape {images.shape}")
-        staged = lane.host[name][:rows]
-        np.copyto(staged, images)  # into page-locked memory: the copy to the GPU is then truly asynchronous
-        self._cuda.to_device(lane.buffers[name], staged, lane.stream)
+        if not lane.context.set_input_shape(name, shape):
+            raise ConfigError(f"{self.path.name} refuses input shape {shape}")
+        if on_gpu is not None:
+            # The caller may free its memory once this returns: wait for the copy (the lane is idle, so
+            # only the copy is waited for).
+            self._cuda.on_device(
+                lane.buffers[name], on_gpu["data"][0], rows * int(np.prod(item)) * want.itemsize, lane.stream
+            )
+            self._cuda.synchronize(lane.stream)
+        else:
+            staged = lane.host[name][:rows]
+            np.copyto(staged, images)  # into page-locked memory: the copy to the GPU is then truly asynchronous
+            self._cuda.to_device(lane.buffers[name], staged, lane.stream)
         if not lane.context.execute_async_v3(int(lane.stream)):
             raise InferenceError(f"{self.path.name}: TensorRT failed to run the batch (see its log above)")
         self._cuda.to_host(lane.host[out][:rows], lane.buffers[out], lane.stream)
@@ -222,3 +234,13 @@ class TensorRTRunner:
                 pointer, lane.host[name] = self._cuda.pinned(shape, dtype)
                 lane.host_pointers.append(pointer)
             return lane
+
+
+def _layout(images: object, on_gpu: dict | None) -> tuple[tuple[int, ...], np.dtype | None]:
+    """Shape and dtype of a host array or of C-contiguous GPU memory (``__cuda_array_interface__``);
+    (shape, None) for anything else."""
+    if isinstance(images, np.ndarray):
+        return images.shape, images.dtype
+    if on_gpu is None or on_gpu.get("strides") is not None:  # strides None: C-contiguous
+        return (), None
+    return tuple(on_gpu["shape"]), np.dtype(on_gpu["typestr"])

@@ -2,7 +2,8 @@
 
 Every import counts, lazy ones inside functions included. The layers are DESIGN.md's: each package
 may import only the packages listed for it below (``core`` none of them, and no torch); runtime may
-import ``models`` and torch only lazily (inside a function) and only in the torch backend; no module
+import ``models`` and torch only lazily (inside a function) and only in the torch backend and its
+decoder (torchvision on the serving device, ``runtime/torch_decode.py``); no module
 imports another package's private (``_name``) module or name. Exit 0 when the graph is acyclic and
 every edge is allowed, else 1.
 
@@ -27,8 +28,11 @@ ALLOWED = {
     "calibration": {"core", "models", "runtime", "export"},
     "pipeline": {"core", "models", "runtime", "export", "calibration"},
 }
-# The one module of ``runtime`` that may import ``models`` or torch, and only lazily: the torch backend.
+# The modules of ``runtime`` that may import torch, and only lazily: the torch backend, and the decoder that
+# runs torchvision on the serving device (asked for, or chosen where torchvision is installed). Only the
+# torch backend may import ``models``.
 TORCH_BACKEND = "runtime/torch_runner.py"
+TORCH_DECODER = "runtime/torch_decode.py"
 TORCH = {"torch", "torchvision"}
 
 
@@ -68,9 +72,13 @@ def main(root: Path = ROOT) -> int:
                 target = parts[0]
                 if package == "core" and target in TORCH:
                     problems.append(f"{where}:{line}: core imports {target}")
-                torch_backend_only = target in TORCH or target == "models"
-                if package == "runtime" and torch_backend_only and (eager or where != TORCH_BACKEND):
-                    problems.append(f"{where}:{line}: runtime imports {module} outside the torch backend's lazy import")
+                allowed_in = {TORCH_BACKEND, TORCH_DECODER} if target in TORCH else {TORCH_BACKEND}
+                if (
+                    package == "runtime"
+                    and (target in TORCH or target == "models")
+                    and (eager or where not in allowed_in)
+                ):
+                    problems.append(f"{where}:{line}: runtime imports {module} outside the torch modules' lazy imports")
                 if target not in ALLOWED or target == package:
                     continue
                 edges[package].add(target)

@@ -12,6 +12,7 @@ from core.preprocessing import image_files
 
 from ..backends import BACKENDS
 from ..benchmark import benchmark, markdown, synthetic_jpegs
+from ..predictor import DECODERS
 from ..serving_benchmark import concurrency_benchmark
 from ..serving_benchmark import markdown as concurrency_markdown
 from ..triton_client import is_url
@@ -23,6 +24,9 @@ LATENCY_DEFAULTS = {
     "backend": "auto",
     "device": "auto",
     "torch_fp16": False,
+    "decoder": "auto",
+    "channels_last": False,
+    "cuda_graphs": False,
     "bare_onnxruntime": False,
     "include_preprocessing": False,
     "warmup": 2,
@@ -43,6 +47,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", *BACKENDS), help="backend for every artifact")
     parser.add_argument("--device", help="auto, cpu or cuda (cuda:N for torch)")
     parser.add_argument("--torch-fp16", action="store_true", help="also run each .pt with FP16 autocast (CUDA)")
+    parser.add_argument("--decoder", choices=DECODERS, help="who decodes JPEG files (as for predict)")
+    parser.add_argument("--channels-last", action="store_true", help="run each .pt channels-last")
+    parser.add_argument("--cuda-graphs", action="store_true", help="run each .pt as CUDA graphs (CUDA)")
     parser.add_argument(
         "--bare-onnxruntime", action="store_true", help="also run each .onnx in a bare InferenceSession"
     )
@@ -105,6 +112,9 @@ def _latency(artifacts: list, args: argparse.Namespace) -> dict:
         backend=args.backend,
         device=args.device,
         torch_fp16=args.torch_fp16,
+        decoder=args.decoder,
+        channels_last=args.channels_last,
+        cuda_graphs=args.cuda_graphs,
         bare_onnxruntime=args.bare_onnxruntime,
         include_preprocessing=args.include_preprocessing,
         images=args.images,

@@ -143,7 +143,7 @@ def test_our_fp16_graph_keeps_the_hot_head_finite_and_passes(trained_checkpoint:
     assert fill.data_type == onnx.TensorProto.FLOAT
     assert numpy_helper.to_array(fill) == np.finfo(np.float32).min  # exact, not clamped to float16
     inputs = random_inputs(model.config, 8)
-    logits = runner_logits(output, inputs.images, device="cpu")
+    logits = runner_logits(output, inputs, device="cpu")
     assert np.isfinite(logits).all()
     assert compare(eager_logits(model, inputs.images), logits, precision="fp16", threshold=0.5).passed
 

@@ -36,6 +36,9 @@ def test_the_demo_writes_every_artifact_report_and_the_summary(demo_runs) -> Non
     summary = (output / "summary.md").read_text()
     assert "| torch (eager) | fp32 | `best.pt` |" in summary
     assert "| ONNX Runtime | fp32 | `model.onnx` |" in summary and "| ONNX Runtime | fp16 |" in summary
+    # The graph that takes uint8 pixels, gated against the eager model on the same images.
+    (pixels,) = [line for line in summary.splitlines() if "| ONNX Runtime | fp32-uint8 | `model.uint8.onnx` |" in line]
+    assert "| PASS |" in pixels
     assert "| ONNX Runtime | int8 |" in summary  # written and gated, or listed with the gate's failure
     assert "| ONNX Runtime | int8-cpu |" in summary  # the U8S8 graph for CPUs, likewise
     if (output / "model.int8-cpu.onnx").exists():
@@ -59,7 +62,7 @@ def test_the_demo_writes_every_artifact_report_and_the_summary(demo_runs) -> Non
 def test_a_second_run_reuses_what_is_still_valid(demo_runs) -> None:
     output, _ = demo_runs
     summary = (output / "summary.md").read_text()  # the second run's
-    steps = ["dataset", "co-occurrence mask", "FP32 ONNX export", "training"]
+    steps = ["dataset", "co-occurrence mask", "FP32 ONNX export", "FP32 ONNX export, uint8 input", "training"]
     if (output / "model.int8-cpu.onnx").exists():  # made (its gate passed) by the first run
         steps.append("INT8 graph for CPUs")
     for step in steps:

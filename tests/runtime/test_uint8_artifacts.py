@@ -44,7 +44,8 @@ def test_the_predictor_feeds_pixels_and_answers_as_for_the_float_graph(
             floats.logits(np.stack([preprocess(p, 64, config.preprocessing) for p in files[:3]])),
             atol=1e-4,
         )
-        with pytest.raises(ConfigError, match=r"takes a uint8 batch \[1..3, 64, 64, 3\] \(input format uint8\)"):
+        refused = r"takes a uint8 batch \[1..3, 64, 64, 3\] of resized pixels \(input format uint8\)"
+        with pytest.raises(ConfigError, match=refused):
             pixels.logits(batch.astype(np.float32))
 
 

@@ -64,6 +64,10 @@ class RecordingCuda:
         self.events.append(("in", stream))
         self.copies.append(("in", pointer, array.shape))
 
+    def on_device(self, pointer: int, source: int, nbytes: int, stream: int) -> None:
+        self._last_in[stream] = float(source)
+        self.events.append(("on device", stream, source, nbytes))
+
     def to_host(self, array: np.ndarray, pointer: int, stream: int) -> None:
         assert any(np.shares_memory(array, pinned) for pinned in self.pinned_arrays.values()), "copy to pageable"
         self._queued.setdefault(stream, []).append(array)
@@ -228,3 +232,36 @@ def test_an_engine_whose_tensors_are_not_its_manifests_is_refused(
     refused = r"tensor 'images' is float32 \[-1, 3, 96, 96\]; its manifest says a float32 input"
     with pytest.raises(InputFileError, match=refused), TensorRTRunner(plan):
         pass
+
+
+class GpuBatch:
+    """A batch in GPU memory as torch and CuPy describe one (``__cuda_array_interface__``, version 3)."""
+
+    def __init__(self, shape: tuple, typestr: str, pointer: int, strides: tuple | None = None) -> None:
+        self.__cuda_array_interface__ = {
+            "shape": shape,
+            "typestr": typestr,
+            "data": (pointer, False),
+            "strides": strides,
+            "version": 3,
+        }
+
+
+def test_a_batch_in_gpu_memory_is_copied_on_the_gpu_and_awaited_before_the_caller_may_free_it(
+    trt, world: World, cuda: RecordingCuda, uint8_graph: Path, tmp_path: Path
+) -> None:
+    facts = facts_of(uint8_graph)
+    size = facts.image_size
+    world.answers["Builder.build_serialized_network"] = b"serialized engine"
+    world.answers["ITimingCache.serialize"] = b""
+    plan = build_engine(uint8_graph, tmp_path / "model.plan", precision="fp32").plan
+    world.calls.clear()
+    _engine_answers(trt, world, uint8_graph, batch=2)
+    with TensorRTRunner(plan) as runner:
+        logits = runner.infer({facts.input_name: GpuBatch((2, size, size, 3), "|u1", 0x7000)})[facts.output_name]
+        with pytest.raises(ConfigError, match=r"takes uint8 \[batch, 64, 64, 3\], got GpuBatch"):
+            runner.infer({facts.input_name: GpuBatch((2, size, size, 3), "|u1", 0x7000, strides=(1, 2, 3, 4))})
+        with pytest.raises(ConfigError, match=r"got float32 \(2, 64, 64, 3\)"):
+            runner.infer({facts.input_name: GpuBatch((2, size, size, 3), "<f4", 0x7000)})
+    assert np.all(logits == float(0x7000))
+    assert cuda.events == [("on device", 7, 0x7000, 2 * size * size * 3), ("sync", 7), ("out", 7), ("sync", 7)]
