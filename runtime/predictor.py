@@ -29,7 +29,7 @@ from .inputs import describe, encoded, prepare, preprocessed_range
 from .results import FailedItem, Prediction, class_threshold_overrides, make_prediction, threshold_vector
 from .triton_client import BadImageReply, RemoteTagger, is_url
 
-# Batch used for artifacts that record no limit (eager checkpoints).
+# Default batch of artifacts that record no limit (eager checkpoints), which take any batch_size.
 UNLIMITED_BATCH = 32
 # Batches of one request a served predictor keeps in flight.
 REMOTE_IN_FLIGHT = 8
@@ -56,7 +56,8 @@ class Predictor:
             tagger's own per-class thresholds).
         class_thresholds: Per-class thresholds over the default: a mapping, or a JSON file of one.
         top_k: Also return the k most probable classes of each image.
-        batch_size: Images per inference call, at most the artifact's limit (default: that limit).
+        batch_size: Images per inference call, at most the artifact's limit (default: that limit; 32 for a
+            checkpoint, which has none).
         decode_workers: Threads that decode and preprocess images (for a served tagger: batches of one
             request in flight).
 
@@ -114,16 +115,16 @@ class Predictor:
             )
             self._runner = runner.__enter__()
             facts, self.backend, self.device = runner.facts, runner.name, runner.device
-            served_thresholds, limit = facts.decision_threshold, facts.max_batch or UNLIMITED_BATCH
+            served_thresholds, limit = facts.decision_threshold, facts.max_batch
         try:
             self.facts = facts
             self.class_names: tuple[str, ...] = facts.class_names
             self.thresholds = threshold_vector(
                 self.class_names, served_thresholds if threshold is None else threshold, class_thresholds
             )
-            if batch_size is not None and not 1 <= batch_size <= limit:
+            if batch_size is not None and limit is not None and not 1 <= batch_size <= limit:
                 raise ConfigError(f"batch_size {batch_size}: {artifact} takes 1 to {limit} images a call")
-            self.batch_size = batch_size or limit
+            self.batch_size = batch_size or limit or UNLIMITED_BATCH
             self.top_k = top_k
             if not remote and _decodes_with_torchvision(decoder, self._runner):
                 from .torch_decode import TorchDecoder

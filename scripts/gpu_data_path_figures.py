@@ -60,7 +60,7 @@ def candidate(label: str, predictor: Predictor, precision: str, mode: str | None
         call=call,
         max_batch=predictor.batch_size,
         image_size=predictor.facts.image_size,
-        cuda_devices=(predictor.device,),
+        cuda_devices=(predictor.device,) if predictor.device.startswith("cuda") else (),
         **({"mode": mode} if mode else {}),
     )
 
@@ -92,7 +92,8 @@ def main() -> None:
         parity = decoder_parity(files, predictor.facts, predictor.device)
     verdict = "PASS" if parity.passed else "FAIL"
     print(
-        f"GPU-decoded pixels against the CPU definition over {parity.images} JPEGs ({parity.fallbacks} fell back): "
+        f"torchvision-decoded pixels ({args.device}) against the CPU definition over {parity.images} JPEGs "
+        f"({parity.fallbacks} fell back): "
         f"mean {parity.mean_levels:.3f} levels, max {parity.max_levels} (limits {PIXEL_LIMITS}): {verdict}"
     )
 

@@ -545,3 +545,16 @@ else:
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_checkpoint_takes_any_batch_size(trained_checkpoint: Path) -> None:
+    """An eager model records no batch limit: 32 is its default batch, not a ceiling."""
+    images = np.random.default_rng(0).standard_normal((40, 3, 64, 64), dtype=np.float32)
+    with (
+        Predictor(trained_checkpoint, device="cpu") as default,
+        Predictor(trained_checkpoint, device="cpu", batch_size=40) as wide,
+    ):
+        assert (default.batch_size, wide.batch_size) == (32, 40)
+        assert wide.logits(images).shape == (40, len(wide.class_names))
+        with pytest.raises(ConfigError, match="logits\\(\\) takes a preprocessed float32 batch \\[1..32"):
+            default.logits(images)
