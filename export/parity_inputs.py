@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import ModelConfig, Preprocessing
-from core.errors import ConfigError, InputFileError
+from core.errors import InputFileError
 from core.preprocessing import image_files, normalized, resized
 from models.classifier import MaskedGATClassifier
 from models.coco import read_labels_in_order
@@ -23,29 +23,21 @@ from runtime.backends import Runner, make_runner
 
 @dataclass(frozen=True)
 class ParityInputs:
-    """Preprocessed images [B, 3, S, S] float32, with labels [B, N] when known, and the resized uint8
-    pixels [B, S, S, 3] they were made from (None for inputs read as floats)."""
+    """Resized uint8 pixels [B, S, S, 3] and the preprocessed images [B, 3, S, S] float32 made from them,
+    with labels [B, N] when known."""
 
+    pixels: np.ndarray
     images: np.ndarray
     targets: np.ndarray | None = None
     source: str = ""
-    pixels: np.ndarray | None = None
 
     @classmethod
     def of_pixels(cls, pixels: np.ndarray, preprocessing: Preprocessing, **details) -> ParityInputs:
-        return cls(normalized(pixels, preprocessing), pixels=pixels, **details)
+        return cls(pixels, normalized(pixels, preprocessing), **details)
 
     def feed(self, input_format: str) -> np.ndarray:
-        """What an artifact of ``input_format`` takes: the pixels (uint8) or the preprocessed images.
-
-        Raises:
-            ConfigError: A uint8 input is asked of inputs that only exist as floats.
-        """
-        if input_format != "uint8":
-            return self.images
-        if self.pixels is None:
-            raise ConfigError(f"{self.source} are preprocessed floats; an artifact with a uint8 input needs images")
-        return self.pixels
+        """What an artifact of ``input_format`` takes: the pixels (uint8) or the preprocessed images."""
+        return self.pixels if input_format == "uint8" else self.images
 
 
 def random_inputs(config: ModelConfig, count: int, seed: int = 0) -> ParityInputs:

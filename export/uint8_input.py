@@ -1,14 +1,15 @@
 """The uint8 input: resized pixels in, the rest of the preprocessing inside the graph.
 
-:func:`with_uint8_input` puts ``Transpose(NHWC → NCHW) → Cast → Div(255) → Sub(mean) → Div(std)`` in
-front of a float-input graph: the arithmetic of ``core.preprocessing.normalized`` in its order, on each
-value as it does it (so the same float32 results), with its constants read from the facts'
-preprocessing. The transpose comes first, on bytes, so that the arithmetic runs on NCHW with one
-constant per channel plane (measured faster in ONNX Runtime than broadcasting over the last axis). The graph then takes uint8 [B, S, S, 3], a quarter
-of the bytes to copy, and an engine does the arithmetic on the GPU. These nodes stay FP32 in every
-precision (they are added after the FP16 conversion, and calibration quantizes the float graph that
-:func:`without_uint8_input` gives back, then adds them again), so the network sees the values the CPU
-definition gives.
+:func:`with_uint8_input` puts ``Cast → Transpose(NHWC → NCHW) → Div(255) → Sub(mean) → Div(std)`` in
+front of a float-input graph: the arithmetic of ``core.preprocessing.normalized`` in its order, on
+each value as it does it (so the same float32 results), with its constants read from the facts'
+preprocessing. The Cast comes first because TensorRT takes uint8 only as a network input cast to
+another type; the transpose comes before the arithmetic so that it runs with one constant per
+channel plane (measured faster in ONNX Runtime than broadcasting over the last axis). The graph then
+takes uint8 [B, S, S, 3], a quarter of the bytes to copy, and an engine does the arithmetic on the
+GPU. These nodes stay FP32 in every precision (they are added after the FP16 conversion, and
+calibration quantizes the float graph that :func:`without_uint8_input` gives back, then adds them
+again), so the network sees the values the CPU definition gives.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def with_uint8_input(graph: onnx.ModelProto, preprocessing: Preprocessing) -> on
     }
     result.graph.initializer.extend(numpy_helper.from_array(value, PREFIX + key) for key, value in constants.items())
     steps = [
-        helper.make_node("Transpose", [name], [PREFIX + "nchw"], PREFIX + "nchw", perm=[0, 3, 1, 2]),
-        helper.make_node("Cast", [PREFIX + "nchw"], [PREFIX + "float"], PREFIX + "cast", to=TensorProto.FLOAT),
-        helper.make_node("Div", [PREFIX + "float", PREFIX + "scale"], [PREFIX + "scaled"], PREFIX + "scale"),
+        helper.make_node("Cast", [name], [PREFIX + "float"], PREFIX + "cast", to=TensorProto.FLOAT),
+        helper.make_node("Transpose", [PREFIX + "float"], [PREFIX + "nchw"], PREFIX + "nchw", perm=[0, 3, 1, 2]),
+        helper.make_node("Div", [PREFIX + "nchw", PREFIX + "scale"], [PREFIX + "scaled"], PREFIX + "scale"),
         helper.make_node("Sub", [PREFIX + "scaled", PREFIX + "mean"], [PREFIX + "centred"], PREFIX + "mean"),
         helper.make_node("Div", [PREFIX + "centred", PREFIX + "std"], [NORMALIZED], PREFIX + "std"),
     ]

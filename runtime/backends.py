@@ -39,6 +39,12 @@ class Runner(Protocol):
         ...
 
 
+def one_by_one(infer, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    """``infer_many`` of a runner whose ``infer`` returns only when its batch is done: each feed in turn."""
+    for feed in feeds:
+        yield infer(feed)
+
+
 def backend_for(artifact: str | os.PathLike, backend: str) -> str:
     """The backend that runs ``artifact``: its suffix decides under ``"auto"``; a forced one must fit.
 

@@ -13,6 +13,7 @@ from core.errors import ConfigError, InputFileError, StaleArtifactError
 from core.facts import ArtifactFacts, ServingFacts
 from core.manifest import Manifest, manifest_path, read_manifest
 
+from .backends import one_by_one
 from .onnxruntime_session import load_session, onnxruntime_errors
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,7 @@ class OnnxRuntimeRunner:
 
     def infer_many(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
         """:meth:`infer` of each feed in turn (ONNX Runtime's ``run`` returns when the batch is done)."""
-        for feed in feeds:
-            yield self.infer(feed)
+        return one_by_one(self.infer, feeds)
 
 
 def check_graph_io(path: Path, inputs, outputs, facts: ArtifactFacts) -> None:

@@ -11,6 +11,7 @@ share one predictor.
 from __future__ import annotations
 
 import contextlib
+import logging
 import numbers
 import os
 import threading
@@ -31,6 +32,8 @@ from .triton_client import BadImageReply, RemoteTagger, is_url
 
 # Default batch of artifacts that record no limit (eager checkpoints), which take any batch_size.
 UNLIMITED_BATCH = 32
+logger = logging.getLogger(__name__)
+
 # Batches of one request a served predictor keeps in flight.
 REMOTE_IN_FLIGHT = 8
 # Who decodes and resizes images: Pillow on the CPU (the definition), or torchvision on the serving device.
@@ -127,9 +130,7 @@ class Predictor:
             self.batch_size = batch_size or limit or UNLIMITED_BATCH
             self.top_k = top_k
             if not remote and _decodes_with_torchvision(decoder, self._runner):
-                from .torch_decode import TorchDecoder
-
-                self._decoder = TorchDecoder(facts, "cpu" if self.backend == "onnxruntime" else self.device)
+                self._decoder = _gated_decoder(facts, "cpu" if self.backend == "onnxruntime" else self.device, decoder)
             # Decoding is CPU work; a served tagger's pool only waits on the network.
             workers = decode_workers or (REMOTE_IN_FLIGHT if remote else min(8, len(os.sched_getaffinity(0))))
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
@@ -414,6 +415,26 @@ def predict(
     """
     with Predictor(model, backend, **options) as predictor:
         return predictor.predict(images, skip_bad=skip_bad)
+
+
+def _gated_decoder(facts, device: str, decoder: str):
+    """torchvision's decoder on ``device``, once it passed its pixel gate; under ``auto`` a decoder that fails
+    it gives way to Pillow (None), with a warning.
+
+    Raises:
+        ConfigError: ``torchvision`` was asked for and fails its gate.
+    """
+    from .torch_decode import TorchDecoder
+
+    chosen = TorchDecoder(facts, device)
+    try:
+        logger.debug("torchvision decoding on %s: %s", device, chosen.check().line())
+    except ConfigError as exc:
+        if decoder == "torchvision":
+            raise
+        logger.warning("%s; decoding with Pillow", exc)
+        return None
+    return chosen
 
 
 def _decodes_with_torchvision(decoder: str, runner) -> bool:

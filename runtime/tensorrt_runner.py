@@ -120,6 +120,7 @@ class TensorRTRunner:
     def __exit__(self, *exc_info) -> None:
         with self._lock:
             for lane in self._lanes:
+                self._settle(lane)  # a call left in flight (a paused infer_many) finishes before its memory goes
                 for pointer in lane.buffers.values():
                     self._cuda.free(pointer)
                 for pointer in lane.host_pointers:
@@ -132,15 +133,27 @@ class TensorRTRunner:
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs the plan on ``feed``: input name → a batch in the plan's input format, B within its profile, as
-        a host array, or in GPU memory (an object with ``__cuda_array_interface__``, e.g. a torch CUDA tensor,
-        ready to read: its producer's stream synchronised)."""
+        a host array (floats are cast to float32 for a float32 input), or in C-contiguous GPU memory (an object
+        with ``__cuda_array_interface__``, e.g. a torch CUDA tensor; the producer's stream, if it names one, is
+        waited for)."""
         return next(self.infer_many([feed]))
 
     def infer_many(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
         """The outputs of ``feeds``, in order, two batches in flight: batch k+1 is copied in while batch k
-        runs. Each output is the caller's own array. Feeds are read one ahead of the outputs yielded."""
+        runs. Each output is the caller's own array. Feeds are read one ahead of the outputs yielded. A
+        thread runs one such stream at a time (its lanes are the thread's), to the end or until closed.
+
+        Raises:
+            ConfigError: The runner is closed, or this thread already has a stream open.
+        """
         if self._engine is None:
             raise ConfigError("the runner is closed; use it inside its `with` block")
+        if getattr(self._local, "streaming", False):
+            raise ConfigError(
+                "this thread already has an infer_many stream open on this runner; finish or close it first "
+                "(one stream a thread: the thread's lanes hold its batches)"
+            )
+        self._local.streaming = True
         in_flight: deque[_Lane] = deque()
         try:
             for number, feed in enumerate(feeds):
@@ -154,13 +167,18 @@ class TensorRTRunner:
         finally:  # a caller that stopped early, or a failed feed: nothing stays queued on the lanes
             for lane in in_flight:
                 self._settle(lane)
+            self._local.streaming = False
 
     def _enqueue(self, lane: _Lane, feed: dict[str, np.ndarray]) -> None:
         name, out = self.facts.input_name, self.facts.output_name
         images = feed[name]
-        on_gpu = getattr(images, "__cuda_array_interface__", None)
-        shape, dtype = _layout(images, on_gpu)
         want, item = self.facts.input_dtype, self.facts.input_item_shape
+        if isinstance(images, np.ndarray) and want == np.float32 and images.dtype.kind == "f":
+            images = images.astype(np.float32, copy=False)
+        on_gpu = getattr(images, "__cuda_array_interface__", None)
+        if on_gpu is not None and on_gpu.get("strides") is not None:  # None: C-contiguous
+            raise ConfigError(f"{self.path.name} takes C-contiguous GPU memory; pass tensor.contiguous()")
+        shape, dtype = _layout(images, on_gpu)
         if dtype != want or shape[1:] != item:
             found = type(images).__name__ if dtype is None else f"{dtype} {shape}"
             raise ConfigError(f"{self.path.name} takes {want} [batch, {', '.join(map(str, item))}], got {found}")
@@ -170,23 +188,27 @@ class TensorRTRunner:
         self._settle(lane)
         if not lane.context.set_input_shape(name, shape):
             raise ConfigError(f"{self.path.name} refuses input shape {shape}")
+        lane.rows = rows  # from the first queued copy on, the lane is waited for before it is reused or freed
         if on_gpu is not None:
-            # The caller may free its memory once this returns: wait for the copy (the lane is idle, so
+            if on_gpu.get("stream"):  # the producer's stream (CUDA Array Interface v3): its writes come first
+                self._cuda.synchronize(on_gpu["stream"])
+            # The caller may free its memory once this returns: wait for the copy (the lane was idle, so
             # only the copy is waited for).
-            self._cuda.on_device(
-                lane.buffers[name], on_gpu["data"][0], rows * int(np.prod(item)) * want.itemsize, lane.stream
-            )
+            nbytes = rows * int(np.prod(item)) * want.itemsize
+            self._cuda.on_device(lane.buffers[name], on_gpu["data"][0], nbytes, lane.stream)
             self._cuda.synchronize(lane.stream)
         else:
             staged = lane.host[name][:rows]
             np.copyto(staged, images)  # into page-locked memory: the copy to the GPU is then truly asynchronous
             self._cuda.to_device(lane.buffers[name], staged, lane.stream)
         if not lane.context.execute_async_v3(int(lane.stream)):
+            self._settle(lane)
             raise InferenceError(f"{self.path.name}: TensorRT failed to run the batch (see its log above)")
         self._cuda.to_host(lane.host[out][:rows], lane.buffers[out], lane.stream)
-        lane.rows = rows
 
     def _finish(self, lane: _Lane) -> dict[str, np.ndarray]:
+        if self._engine is None:
+            raise ConfigError("the runner was closed while a call was in flight; close it after its calls")
         rows = lane.rows
         self._settle(lane)
         out = self.facts.output_name
@@ -203,6 +225,8 @@ class TensorRTRunner:
 
     def _lane(self, number: int) -> _Lane:
         """This thread's lane ``number`` (0 or 1), made on first use."""
+        if self._engine is None:
+            raise ConfigError("the runner was closed while a call was in flight; close it after its calls")
         lanes = getattr(self._local, "lanes", None)
         if lanes is None:
             lanes = self._local.lanes = []
@@ -237,10 +261,10 @@ class TensorRTRunner:
 
 
 def _layout(images: object, on_gpu: dict | None) -> tuple[tuple[int, ...], np.dtype | None]:
-    """Shape and dtype of a host array or of C-contiguous GPU memory (``__cuda_array_interface__``);
-    (shape, None) for anything else."""
+    """Shape and dtype of a host array or of GPU memory (``__cuda_array_interface__``); ((), None) for
+    anything else."""
     if isinstance(images, np.ndarray):
         return images.shape, images.dtype
-    if on_gpu is None or on_gpu.get("strides") is not None:  # strides None: C-contiguous
+    if on_gpu is None:
         return (), None
     return tuple(on_gpu["shape"]), np.dtype(on_gpu["typestr"])

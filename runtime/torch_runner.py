@@ -23,6 +23,8 @@ import numpy as np
 from core.errors import ConfigError, MissingDependencyError
 from core.facts import ServingFacts
 
+from .backends import one_by_one
+
 
 class TorchRunner:
     """Runs a project checkpoint (``with TorchRunner("best.pt", device="cuda", fp16=True) as r: ...``).
@@ -52,6 +54,7 @@ class TorchRunner:
         self.facts: ServingFacts | None = None
         self._torch = None
         self._graphs: dict[int, tuple] = {}  # batch → (graph, static input, static output)
+        self._graph_pool = None
         self._graph_lock = threading.Lock()
 
     def __enter__(self) -> TorchRunner:
@@ -83,6 +86,7 @@ class TorchRunner:
 
     def __exit__(self, *exc_info) -> None:
         self._graphs.clear()
+        self._graph_pool = None
         self.model = None
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -102,12 +106,16 @@ class TorchRunner:
             logits = self.model(images)
         return {self.facts.output_name: logits.float().cpu().numpy()}
 
-    def _autocast(self):
-        return self._torch.autocast(device_type="cuda", dtype=self._torch.float16, enabled=self.fp16)
+    def _autocast(self, cache_enabled: bool = True):
+        torch = self._torch
+        return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.fp16, cache_enabled=cache_enabled)
 
     def _replayed(self, images) -> np.ndarray:
         """The logits of ``images`` from the CUDA graph of their batch size, captured on first use (after
-        warm-up passes on a side stream, so cuDNN chooses its algorithms outside the capture)."""
+        warm-up passes on a side stream, so cuDNN chooses its algorithms outside the capture). The graphs
+        share one memory pool: replays take turns and each output is copied out before the next, so no
+        graph reads what another left. The capture refuses unsafe CUDA calls from this thread only
+        (decode threads keep working), and autocast's cast cache is off, as torch's CUDA-graph notes ask."""
         torch = self._torch
         with self._graph_lock:
             if len(images) not in self._graphs:
@@ -119,7 +127,9 @@ class TorchRunner:
                         self.model(static)
                 torch.cuda.current_stream(images.device).wait_stream(side)
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph), torch.inference_mode(), self._autocast():
+                self._graph_pool = self._graph_pool or torch.cuda.graph_pool_handle()
+                capture = torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local")
+                with capture, torch.inference_mode(), self._autocast(cache_enabled=False):
                     output = self.model(static)
                 self._graphs[len(images)] = (graph, static, output)
             graph, static, output = self._graphs[len(images)]
@@ -128,6 +138,5 @@ class TorchRunner:
             return output.float().cpu().numpy()  # before the next replay overwrites it
 
     def infer_many(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
-        """:meth:`infer` of each feed in turn."""
-        for feed in feeds:
-            yield self.infer(feed)
+        """:meth:`infer` of each feed in turn (it returns host logits, so each batch is done)."""
+        return one_by_one(self.infer, feeds)

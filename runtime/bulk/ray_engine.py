@@ -118,7 +118,8 @@ def run_ray(plan: Plan, model: Model, actor: dict[str, Any], *, workers: int, gp
         )
         .map_batches(
             _Classifier,
-            fn_constructor_kwargs={"options": actor | {"batch_size": model.batch_size}},
+            # The actors take decoded rows (logits()), so they need no decoder of their own.
+            fn_constructor_kwargs={"options": actor | {"batch_size": model.batch_size, "decoder": "pillow"}},
             batch_size=model.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),

@@ -39,7 +39,7 @@ def test_the_int8_graph_of_a_uint8_graph_is_the_float_ones_with_the_preprocessin
     graph = onnx.load(str(pixels.path))
     assert graph.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
     prefix = [node for node in graph.graph.node if node.name.startswith(PREFIX)]
-    assert [node.op_type for node in prefix] == ["Transpose", "Cast", "Div", "Sub", "Div"]
+    assert [node.op_type for node in prefix] == ["Cast", "Transpose", "Div", "Sub", "Div"]
     # The same ranges (the float part is what was calibrated), so the same probabilities on the same images.
     assert pixels.cache.read_text() != "" and pixels.gate.report.passed
     config = facts.config

@@ -65,8 +65,10 @@ def test_the_prefix_is_fp32_in_the_fp16_graph_and_typed_uint8_nhwc(graphs: dict)
     assert image.type.tensor_type.elem_type == TensorProto.UINT8
     assert [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim][1:] == [64, 64, 3]
     prefix = [node for node in graph.graph.node if node.name.startswith(PREFIX)]
-    assert [node.op_type for node in prefix] == ["Transpose", "Cast", "Div", "Sub", "Div"]
+    assert [node.op_type for node in prefix] == ["Cast", "Transpose", "Div", "Sub", "Div"]
     assert graph.graph.node[: len(prefix)] == prefix
+    # TensorRT takes uint8 only as a network input that is cast: the input's one reader is the Cast.
+    assert [node.op_type for node in graph.graph.node if image.name in node.input] == ["Cast"]
     constants = [init for init in graph.graph.initializer if init.name.startswith(PREFIX)]
     assert len(constants) == 3 and all(init.data_type == TensorProto.FLOAT for init in constants)
     # The FP16 part starts with its own cast of the normalised floats, as in the float-input FP16 graph.
@@ -109,7 +111,7 @@ def test_the_fp16_graph_an_engine_is_built_from_keeps_the_uint8_input_in_fp32(gr
     graph = onnx.load(str(half))
     assert graph.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
     prefix = [node.op_type for node in graph.graph.node if node.name.startswith(PREFIX)]
-    assert prefix == ["Transpose", "Cast", "Div", "Sub", "Div"]
+    assert prefix == ["Cast", "Transpose", "Div", "Sub", "Div"]
     assert all(i.data_type == TensorProto.FLOAT for i in graph.graph.initializer if i.name.startswith(PREFIX))
     facts = facts_of(half)
     assert (facts.precision, facts.input_format) == ("fp16", "uint8")

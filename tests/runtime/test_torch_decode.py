@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.config import Preprocessing
 from core.errors import BadInputError, ConfigError
+from core.preprocessing import preprocess
 from runtime import FailedItem, Predictor
 from runtime.backends import make_runner
 from runtime.benchmark import synthetic_jpegs
@@ -29,13 +31,16 @@ def jpegs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def odd_items(jpegs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> list:
-    """A PNG (not torchvision's to decode), a truncated JPEG, JPEG bytes, a PIL image and an array."""
+    """A PNG (not torchvision's to decode), a JPEG, a truncated JPEG, JPEG bytes, a PIL image, an HWC
+    array and a preprocessed float32 array."""
     folder = tmp_path_factory.mktemp("odd")
     png = folder / "a.png"
     Image.open(jpegs[0]).save(png)
     truncated = folder / "cut.jpg"
     truncated.write_bytes(jpegs[1].read_bytes()[:300])
-    return [str(png), str(jpegs[2]), str(truncated), jpegs[3].read_bytes(), Image.open(jpegs[4]), str(jpegs[5])]
+    array = np.asarray(Image.open(jpegs[5]))
+    preprocessed = preprocess(jpegs[6], 64, Preprocessing())
+    return [str(png), str(jpegs[2]), str(truncated), jpegs[3].read_bytes(), Image.open(jpegs[4]), array, preprocessed]
 
 
 def test_torchvisions_pixels_on_the_cpu_are_the_definitions_within_a_level(
@@ -47,6 +52,29 @@ def test_torchvisions_pixels_on_the_cpu_are_the_definitions_within_a_level(
     assert parity.passed and parity.images == 16 and parity.fallbacks == 0
     # libjpeg-turbo decodes as Pillow does; only the resize's float rounding remains.
     assert parity.max_levels <= 1 and parity.mean_levels <= 0.5 < PIXEL_LIMITS["mean"]
+
+
+def test_the_gate_fails_a_decoder_that_decodes_nothing_or_differs(
+    fp32_graph: Path, jpegs: list[Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runtime import torch_decode
+    from runtime.predictor import _gated_decoder
+
+    facts = facts_of(fp32_graph).serving()
+    decoder = torch_decode.TorchDecoder(facts, "cpu")
+    assert decoder.check().passed  # generated JPEGs of odd sizes
+
+    def undecodable(*args, **kwargs):
+        raise RuntimeError("not here")
+
+    monkeypatch.setattr(decoder, "_decode_jpeg", undecodable)
+    parity = decoder_parity(jpegs, facts, decoder=decoder)  # every JPEG fell back to the CPU: no evidence
+    assert (parity.fallbacks, parity.passed) == (len(jpegs), False)
+    monkeypatch.undo()
+    monkeypatch.setattr(torch_decode, "PIXEL_LIMITS", {"mean": 0.0, "max": 0})  # any difference fails
+    with pytest.raises(ConfigError, match="does not give the CPU definition's pixels .*decoder='pillow'"):
+        _gated_decoder(facts, "cpu", "torchvision")
+    assert _gated_decoder(facts, "cpu", "auto") is None and "decoding with Pillow" in caplog.text
 
 
 @pytest.mark.parametrize("artifact", ["checkpoint", "uint8 graph"])
@@ -62,9 +90,11 @@ def test_the_predictor_on_torchvision_answers_as_on_pillow_and_falls_back_per_im
             torch.predict(odd_items)
     assert isinstance(results[2], FailedItem) and isinstance(expected[2], FailedItem)
     assert results[2].error == expected[2].error
-    for index in (0, 1, 3, 4, 5):
+    if artifact == "uint8 graph":  # a preprocessed array is refused by an artifact that takes pixels, on both paths
+        assert isinstance(results[6], FailedItem) and results[6].error == expected[6].error
+    for index in (0, 1, 3, 4, 5) if artifact == "uint8 graph" else (0, 1, 3, 4, 5, 6):
         gap = np.abs(results[index].scores - expected[index].scores).max()
-        assert gap <= (1e-6 if index == 0 else 2e-2), index  # the PNG takes the CPU path itself
+        assert gap <= (2e-2 if index in (1, 3) else 1e-6), index  # only the two JPEGs take torchvision
         assert results[index].scores.dtype == np.float32
 
 

@@ -6,9 +6,11 @@ checks. Skipped, with the reason, where no server or no Python environment for i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,10 +40,12 @@ def _server(repository: Path) -> TritonServer:
     return TritonServer(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, startup_timeout=120)
 
 
-@pytest.fixture(scope="module")
-def served(fp32_graph: Path, tmp_path_factory: pytest.TempPathFactory):
-    repository = tmp_path_factory.mktemp("triton") / "repo"
-    write_repository(fp32_graph, repository, RepositoryOptions(classifier="python", kind="cpu"), force=False)
+@contextlib.contextmanager
+def _twin_served(artifact: Path, folder: Path) -> Iterator[TritonServer]:
+    """``artifact``'s repository with the Python-backend twin on the CPU, served until the block ends."""
+    repository = write_repository(
+        artifact, folder / "repo", RepositoryOptions(classifier="python", kind="cpu"), force=False
+    )
     server = _server(repository)
     try:
         server.start()
@@ -51,6 +55,12 @@ def served(fp32_graph: Path, tmp_path_factory: pytest.TempPathFactory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def served(fp32_graph: Path, tmp_path_factory: pytest.TempPathFactory):
+    with _twin_served(fp32_graph, tmp_path_factory.mktemp("triton")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -183,20 +193,9 @@ def test_a_predictor_on_the_url_equals_the_in_process_one(
 def test_a_graph_with_a_uint8_input_is_served_uint8_pixels_and_answers_as_the_float_graph(
     uint8_graph: Path, expected: dict, tmp_path: Path
 ) -> None:
-    repository = write_repository(
-        uint8_graph, tmp_path / "repo", RepositoryOptions(classifier="python", kind="cpu"), force=False
-    )
-    server = _server(repository)
-    try:
-        server.start()
-    except MissingDependencyError as exc:
-        pytest.skip(f"no Triton server here: {exc}")
-    try:
-        with Predictor(f"{server.endpoints.http}/tagger") as predictor:
-            assert predictor.facts.input_format == "uint8"
-            results = predictor.predict(list(expected))
-    finally:
-        server.stop()
+    with _twin_served(uint8_graph, tmp_path) as server, Predictor(f"{server.endpoints.http}/tagger") as predictor:
+        assert predictor.facts.input_format == "uint8"
+        results = predictor.predict(list(expected))
     for image, result in zip(expected, results, strict=True):
         assert np.abs(result.scores - expected[image].scores).max() <= TOLERANCE
         assert result.labels == expected[image].labels

@@ -237,13 +237,16 @@ def test_an_engine_whose_tensors_are_not_its_manifests_is_refused(
 class GpuBatch:
     """A batch in GPU memory as torch and CuPy describe one (``__cuda_array_interface__``, version 3)."""
 
-    def __init__(self, shape: tuple, typestr: str, pointer: int, strides: tuple | None = None) -> None:
+    def __init__(
+        self, shape: tuple, typestr: str, pointer: int, strides: tuple | None = None, stream: int | None = None
+    ) -> None:
         self.__cuda_array_interface__ = {
             "shape": shape,
             "typestr": typestr,
             "data": (pointer, False),
             "strides": strides,
             "version": 3,
+            "stream": stream,
         }
 
 
@@ -258,10 +261,33 @@ def test_a_batch_in_gpu_memory_is_copied_on_the_gpu_and_awaited_before_the_calle
     world.calls.clear()
     _engine_answers(trt, world, uint8_graph, batch=2)
     with TensorRTRunner(plan) as runner:
-        logits = runner.infer({facts.input_name: GpuBatch((2, size, size, 3), "|u1", 0x7000)})[facts.output_name]
-        with pytest.raises(ConfigError, match=r"takes uint8 \[batch, 64, 64, 3\], got GpuBatch"):
+        batch = GpuBatch((2, size, size, 3), "|u1", 0x7000, stream=5)
+        logits = runner.infer({facts.input_name: batch})[facts.output_name]
+        with pytest.raises(ConfigError, match=r"takes C-contiguous GPU memory; pass tensor.contiguous\(\)"):
             runner.infer({facts.input_name: GpuBatch((2, size, size, 3), "|u1", 0x7000, strides=(1, 2, 3, 4))})
         with pytest.raises(ConfigError, match=r"got float32 \(2, 64, 64, 3\)"):
             runner.infer({facts.input_name: GpuBatch((2, size, size, 3), "<f4", 0x7000)})
     assert np.all(logits == float(0x7000))
-    assert cuda.events == [("on device", 7, 0x7000, 2 * size * size * 3), ("sync", 7), ("out", 7), ("sync", 7)]
+    # The producer's stream first, then the copy on the GPU, waited for before the caller gets control back.
+    assert cuda.events == [
+        ("sync", 5), ("on device", 7, 0x7000, 2 * size * size * 3), ("sync", 7), ("out", 7), ("sync", 7)
+    ]  # fmt: skip
+
+
+def test_one_stream_a_thread_and_closing_waits_for_a_paused_one(
+    trt, world: World, cuda: RecordingCuda, fp32_graph: Path, tmp_path: Path
+) -> None:
+    plan = _plan(world, fp32_graph, tmp_path)
+    facts = facts_of(fp32_graph)
+    _engine_answers(trt, world, fp32_graph, batch=1)
+    feeds = [{facts.input_name: np.full((1, 3, facts.image_size, facts.image_size), v, np.float32)} for v in (1, 2, 3)]
+    runner = TensorRTRunner(plan).__enter__()
+    stream = runner.infer_many(feeds)
+    assert float(next(stream)[facts.output_name][0, 0]) == 1.0  # batch 2 is in flight on lane 1
+    with pytest.raises(ConfigError, match="this thread already has an infer_many stream open"):
+        runner.infer(feeds[0])
+    runner.__exit__(None, None, None)
+    assert cuda.events[-1] == ("sync", 8)  # the batch in flight was waited for before its memory went
+    assert sorted(cuda.freed_pinned) == sorted(cuda.pinned_arrays)
+    with pytest.raises(ConfigError, match="the runner was closed while a call was in flight"):
+        next(stream)
