@@ -30,10 +30,10 @@ from .inputs import describe, encoded, prepare, preprocessed_range
 from .results import FailedItem, Prediction, class_threshold_overrides, make_prediction, threshold_vector
 from .triton_client import BadImageReply, RemoteTagger, is_url
 
-# Default batch of artifacts that record no limit (eager checkpoints), which take any batch_size.
-UNLIMITED_BATCH = 32
 logger = logging.getLogger(__name__)
 
+# Default batch of artifacts that record no limit (eager checkpoints), which take any batch_size.
+UNLIMITED_BATCH = 32
 # Batches of one request a served predictor keeps in flight.
 REMOTE_IN_FLIGHT = 8
 # Who decodes and resizes images: Pillow on the CPU (the definition), or torchvision on the serving device.

@@ -72,7 +72,7 @@ class TorchRunner:
         device = torch_device(self.device)
         for wanted, what in ((self.fp16, "FP16 autocast"), (self.cuda_graphs, "CUDA graphs")):
             if wanted and device.type != "cuda":
-                raise ConfigError(f"{what} runs on CUDA only; drop the option, or use a CUDA device")
+                raise ConfigError(f"{what}: CUDA only; drop the option, or use a CUDA device")
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = False

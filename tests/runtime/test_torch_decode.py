@@ -119,7 +119,7 @@ def test_unknown_decoders_and_torch_options_elsewhere_are_refused(fp32_graph: Pa
         Predictor(fp32_graph, decoder="nvjpeg")
     with pytest.raises(ConfigError, match="channels_last and cuda_graphs are torch-backend options"):
         Predictor(fp32_graph, cuda_graphs=True)
-    with pytest.raises(ConfigError, match="CUDA graphs runs on CUDA only"):
+    with pytest.raises(ConfigError, match="CUDA graphs: CUDA only; drop the option"):
         Predictor(trained_checkpoint, device="cpu", cuda_graphs=True)
 
 
