@@ -28,6 +28,7 @@ from core.errors import BadInputError, ConfigError, InferenceError
 from .backends import make_runner
 from .inputs import describe, encoded, prepare, preprocessed_range
 from .results import FailedItem, Prediction, class_threshold_overrides, make_prediction, threshold_vector
+from .torch_decode import DECODERS, gated_decoder, wants_torchvision
 from .triton_client import BadImageReply, RemoteTagger, is_url
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ logger = logging.getLogger(__name__)
 UNLIMITED_BATCH = 32
 # Batches of one request a served predictor keeps in flight.
 REMOTE_IN_FLIGHT = 8
-# Who decodes and resizes images: Pillow on the CPU (the definition), or torchvision on the serving device.
-DECODERS = ("auto", "pillow", "torchvision")
 Result = Prediction | FailedItem
 
 
@@ -129,8 +128,9 @@ class Predictor:
                 raise ConfigError(f"batch_size {batch_size}: {artifact} takes 1 to {limit} images a call")
             self.batch_size = batch_size or limit or UNLIMITED_BATCH
             self.top_k = top_k
-            if not remote and _decodes_with_torchvision(decoder, self._runner):
-                self._decoder = _gated_decoder(facts, "cpu" if self.backend == "onnxruntime" else self.device, decoder)
+            if not remote and wants_torchvision(decoder, self.backend, self.device):
+                where = "cpu" if self.backend == "onnxruntime" else self.device
+                self._decoder = gated_decoder(facts, where, strict=decoder == "torchvision")
             # Decoding is CPU work; a served tagger's pool only waits on the network.
             workers = decode_workers or (REMOTE_IN_FLIGHT if remote else min(8, len(os.sched_getaffinity(0))))
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
@@ -415,36 +415,6 @@ def predict(
     """
     with Predictor(model, backend, **options) as predictor:
         return predictor.predict(images, skip_bad=skip_bad)
-
-
-def _gated_decoder(facts, device: str, decoder: str):
-    """torchvision's decoder on ``device``, once it passed its pixel gate; under ``auto`` a decoder that fails
-    it gives way to Pillow (None), with a warning.
-
-    Raises:
-        ConfigError: ``torchvision`` was asked for and fails its gate.
-    """
-    from .torch_decode import TorchDecoder
-
-    chosen = TorchDecoder(facts, device)
-    try:
-        logger.debug("torchvision decoding on %s: %s", device, chosen.check().line())
-    except ConfigError as exc:
-        if decoder == "torchvision":
-            raise
-        logger.warning("%s; decoding with Pillow", exc)
-        return None
-    return chosen
-
-
-def _decodes_with_torchvision(decoder: str, runner) -> bool:
-    """Whether ``decoder`` means torchvision for this runner (``auto``: the torch or TensorRT backend on
-    CUDA, where torchvision can be imported)."""
-    if decoder != "auto":
-        return decoder == "torchvision"
-    from .torch_decode import torchvision_installed
-
-    return runner.name in ("torch", "tensorrt") and runner.device.startswith("cuda") and torchvision_installed()
 
 
 def _as_items(images) -> list:

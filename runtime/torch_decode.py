@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 # pixels and the largest single difference. libjpeg-turbo through torchvision on the CPU measures
 # 0.07-0.2 / 1 (the resize in float, rounded); nvJPEG's own IDCT and upsampling add to that.
 PIXEL_LIMITS = {"mean": 1.0, "max": 16}
+# Who decodes and resizes images: Pillow on the CPU (the definition), or torchvision on the serving device.
+DECODERS = ("auto", "pillow", "torchvision")
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -203,9 +205,32 @@ def decoder_parity(
     return DecoderParity(len(sources), len(sources) - len(decoded), float(stacked.mean()), int(stacked.max()))
 
 
-def torchvision_installed() -> bool:
-    """Whether torchvision can be imported here (without importing it)."""
-    return importlib.util.find_spec("torchvision") is not None
+def wants_torchvision(choice: str, backend: str, device: str) -> bool:
+    """Whether the decoder ``choice`` (:data:`DECODERS`) means torchvision for ``backend`` on ``device``:
+    ``auto`` does for the torch and TensorRT backends on CUDA where torchvision is installed."""
+    if choice != "auto":
+        return choice == "torchvision"
+    on_cuda = backend in ("torch", "tensorrt") and device.startswith("cuda")
+    return on_cuda and importlib.util.find_spec("torchvision") is not None
+
+
+def gated_decoder(facts: ServingFacts, device: str, *, strict: bool) -> TorchDecoder | None:
+    """torchvision's decoder on ``device`` once it passed its gate (:meth:`TorchDecoder.check`); unless
+    ``strict``, a decoder that fails it gives way to Pillow (None), with a warning.
+
+    Raises:
+        ConfigError: ``strict`` and the decoder fails its gate.
+        MissingDependencyError: torch or torchvision cannot be imported.
+    """
+    decoder = TorchDecoder(facts, device)
+    try:
+        logger.debug("torchvision decoding on %s: %s", device, decoder.check().line())
+    except ConfigError as exc:
+        if strict:
+            raise
+        logger.warning("%s; decoding with Pillow", exc)
+        return None
+    return decoder
 
 
 def _jpeg_bytes(item: object) -> bytes | None:

@@ -12,9 +12,9 @@ from core.preprocessing import image_files
 
 from ..backends import BACKENDS
 from ..benchmark import benchmark, markdown, synthetic_jpegs
-from ..predictor import DECODERS
 from ..serving_benchmark import concurrency_benchmark
 from ..serving_benchmark import markdown as concurrency_markdown
+from ..torch_decode import DECODERS
 from ..triton_client import is_url
 
 DESCRIPTION = "Latency and throughput of artifacts, side by side."

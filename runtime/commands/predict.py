@@ -9,7 +9,8 @@ from pathlib import Path
 from core.preprocessing import image_files
 
 from ..backends import BACKENDS
-from ..predictor import DECODERS, Predictor
+from ..predictor import Predictor
+from ..torch_decode import DECODERS
 
 DESCRIPTION = "Predict the labels of images with a deployed artifact."
 

@@ -58,7 +58,6 @@ def test_the_gate_fails_a_decoder_that_decodes_nothing_or_differs(
     fp32_graph: Path, jpegs: list[Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from runtime import torch_decode
-    from runtime.predictor import _gated_decoder
 
     facts = facts_of(fp32_graph).serving()
     decoder = torch_decode.TorchDecoder(facts, "cpu")
@@ -73,8 +72,11 @@ def test_the_gate_fails_a_decoder_that_decodes_nothing_or_differs(
     monkeypatch.undo()
     monkeypatch.setattr(torch_decode, "PIXEL_LIMITS", {"mean": 0.0, "max": 0})  # any difference fails
     with pytest.raises(ConfigError, match="does not give the CPU definition's pixels .*decoder='pillow'"):
-        _gated_decoder(facts, "cpu", "torchvision")
-    assert _gated_decoder(facts, "cpu", "auto") is None and "decoding with Pillow" in caplog.text
+        torch_decode.gated_decoder(facts, "cpu", strict=True)
+    assert torch_decode.gated_decoder(facts, "cpu", strict=False) is None and "decoding with Pillow" in caplog.text
+    assert not torch_decode.wants_torchvision("auto", "torch", "cpu") and torch_decode.wants_torchvision(
+        "auto", "tensorrt", "cuda"
+    )
 
 
 @pytest.mark.parametrize("artifact", ["checkpoint", "uint8 graph"])
