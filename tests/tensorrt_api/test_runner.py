@@ -82,10 +82,11 @@ def cuda(monkeypatch: pytest.MonkeyPatch) -> RecordingCuda:
     return recording
 
 
-def _plan(world: World, fp32_graph: Path, folder: Path, **build) -> Path:
+def _plan(world: World, graph: Path, folder: Path, **build) -> Path:
+    """The plan ``build_engine`` writes from ``graph`` (an FP32 graph, either input format)."""
     world.answers["Builder.build_serialized_network"] = b"serialized engine"
     world.answers["ITimingCache.serialize"] = b""
-    plan = build_engine(fp32_graph, folder / "model.plan", precision="fp32", **build).plan
+    plan = build_engine(graph, folder / "model.plan", precision="fp32", **build).plan
     world.calls.clear()
     return plan
 
@@ -255,10 +256,7 @@ def test_a_batch_in_gpu_memory_is_copied_on_the_gpu_and_awaited_before_the_calle
 ) -> None:
     facts = facts_of(uint8_graph)
     size = facts.image_size
-    world.answers["Builder.build_serialized_network"] = b"serialized engine"
-    world.answers["ITimingCache.serialize"] = b""
-    plan = build_engine(uint8_graph, tmp_path / "model.plan", precision="fp32").plan
-    world.calls.clear()
+    plan = _plan(world, uint8_graph, tmp_path)
     _engine_answers(trt, world, uint8_graph, batch=2)
     with TensorRTRunner(plan) as runner:
         batch = GpuBatch((2, size, size, 3), "|u1", 0x7000, stream=5)
